@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Throughput and latency of `proxyctl forward http` next to nginx, on one
+# machine, loopback only. Each round runs wrk against:
+#   direct   nginx serving a 1 KB static file
+#   nginx    nginx as a keep-alive reverse proxy in front of it
+#   proxyctl proxyctl forward http in front of it
+# and prints req/s, p99 and the ratio proxyctl/nginx for the round (the
+# machine is noisy: compare the ratios of one round, not absolute numbers).
+#
+# Needs the Debian packages nginx and wrk (bench/setup.sh installs them).
+# Environment: ROUNDS (3), DURATION (5s), CONNS (32), THREADS (1),
+# PROXYCTL_ARGS (extra flags for proxyctl, e.g. "--rate-limit ip=1000000/s").
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-1}
+PROXYCTL_ARGS=${PROXYCTL_ARGS:-}
+
+for tool in nginx wrk go; do
+	command -v "$tool" >/dev/null || { echo "bench: $tool not found (run bench/setup.sh)" >&2; exit 1; }
+done
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+UP=$(free_port); NGX=$(free_port); PXC=$(free_port)
+
+mkdir -p "$work/html" "$work/logs"
+head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 >"$work/html/1k.txt"
+cat >"$work/nginx.conf" <<CONF
+user root;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	upstream static { server 127.0.0.1:$UP; keepalive 64; }
+	server { listen 127.0.0.1:$UP; root $work/html; }
+	server {
+		listen 127.0.0.1:$NGX;
+		location / {
+			proxy_pass http://static;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
+	}
+}
+CONF
+nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
+pids+=($!)
+
+(cd "$root" && go build -o "$work/proxyctl" ./cmd/proxyctl)
+# shellcheck disable=SC2086
+"$work/proxyctl" forward http --target "http://127.0.0.1:$UP" --listen "127.0.0.1:$PXC" \
+	--admin-listen off --log-level warn $PROXYCTL_ARGS 2>"$work/logs/proxyctl.log" &
+pids+=($!)
+
+for port in $UP $NGX $PXC; do
+	for _ in $(seq 50); do
+		curl -fsS -o /dev/null "http://127.0.0.1:$port/1k.txt" 2>/dev/null && break
+		sleep 0.1
+	done
+done
+
+# run_wrk PORT -> "reqs p99_ms non2xx"
+run_wrk() {
+	local out
+	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$1/1k.txt")
+	local rps p99 non2xx
+	rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+	p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' <<<"$out")
+	non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+	echo "${rps:-0} ${p99:-0} ${non2xx:-0}"
+}
+
+echo "# wrk -t$THREADS -c$CONNS -d$DURATION, 1 KB static file, $(nproc) cores, $(date -u +%FT%TZ)"
+printf '%-6s %12s %12s %12s %9s %10s %10s %10s %8s\n' round direct_rps nginx_rps proxyctl_rps ratio direct_p99 nginx_p99 pxc_p99 p99x
+ratios=()
+for r in $(seq "$ROUNDS"); do
+	read -r d_rps d_p99 d_bad < <(run_wrk "$UP")
+	read -r n_rps n_p99 n_bad < <(run_wrk "$NGX")
+	read -r p_rps p_p99 p_bad < <(run_wrk "$PXC")
+	if [[ "$d_bad$n_bad$p_bad" != "000" ]]; then
+		echo "bench: non-2xx responses (direct $d_bad, nginx $n_bad, proxyctl $p_bad): numbers are not valid" >&2
+		exit 1
+	fi
+	ratio=$(awk -v a="$p_rps" -v b="$n_rps" 'BEGIN {printf "%.2f", a/b}')
+	p99x=$(awk -v a="$p_p99" -v b="$n_p99" 'BEGIN {printf "%.2f", a/b}')
+	ratios+=("$ratio")
+	printf '%-6s %12.0f %12.0f %12.0f %9s %9.2fms %9.2fms %9.2fms %8s\n' "$r" "$d_rps" "$n_rps" "$p_rps" "${ratio}x" "$d_p99" "$n_p99" "$p_p99" "${p99x}x"
+done
+median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+echo "median proxyctl/nginx throughput ratio: ${median}x"

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/proxyctl/proxyctl/internal/config"
+	"github.com/proxyctl/proxyctl/internal/forward"
+	"github.com/proxyctl/proxyctl/internal/ratelimit"
+	"github.com/proxyctl/proxyctl/internal/server"
+	"github.com/proxyctl/proxyctl/internal/session"
+	"github.com/proxyctl/proxyctl/internal/transport"
+)
+
+// forwardHTTPOptions is everything `forward http` runs with, validated.
+type forwardHTTPOptions struct {
+	Log      zerolog.Logger
+	Listen   string
+	Target   *url.URL
+	Services map[string]*url.URL
+
+	ServiceHeader  string
+	UserHeader     string
+	ProxyToken     string
+	TrustedProxies []netip.Prefix
+	MaxBodySize    int64
+
+	Session    session.Config
+	SessionHdr string
+	RateLimits []ratelimit.Spec
+	Transport  transport.Options
+
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	ShutdownTimeout   time.Duration
+
+	// Ready, when set, is called with the bound proxy and admin addresses
+	// once both listen (tests and the demo use it).
+	Ready func(proxyAddr, adminAddr string)
+}
+
+// httpFlags are the raw flag values of `forward http`.
+type httpFlags struct {
+	Target, Listen, ServiceHeader, UserHeader, ProxyToken string
+	ServiceMap, TrustedProxies                            []string
+	MaxBodySize                                           config.Size
+	UpstreamTimeout, DialTimeout                          time.Duration
+	ReadHeaderTimeout, IdleTimeout, ShutdownTimeout       time.Duration
+	limits                                                limitFlags
+}
+
+func newForwardHTTPCmd(f *factory, runF func(context.Context, *factory, *forwardHTTPOptions) error) *cobra.Command {
+	if runF == nil {
+		runF = runForwardHTTP
+	}
+	var fl httpFlags
+	cmd := &cobra.Command{
+		Use:   "http --target URL [--listen ADDR] [--service-map NAME=URL,...]",
+		Short: "Reverse-proxy HTTP with sessions, routing guards and tiered rate limits",
+		Example: `  proxyctl forward http --target http://localhost:3000
+  proxyctl forward http --service-map api=http://localhost:3000,auth=http://localhost:4000 --session-mode strict
+  proxyctl forward http --target http://localhost:3000 --rate-limit ip=10/s:20 --rate-limit global=1000/s`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts, err := fl.options(f)
+			if err != nil {
+				return err
+			}
+			return runF(cmd.Context(), f, opts)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&fl.Target, "target", "", "default upstream URL (http:// or https://)")
+	fs.StringVar(&fl.Listen, "listen", "127.0.0.1:8080", "address to listen on")
+	fs.StringSliceVar(&fl.ServiceMap, "service-map", nil, "allowed upstreams NAME=URL,... picked with --service-header (env SERVICE_MAP too)")
+	fs.StringVar(&fl.ServiceHeader, "service-header", forward.DefaultServiceHeader, "request header that picks a service from the service map")
+	fs.StringVar(&fl.UserHeader, "user-header", forward.DefaultUserHeader, "request header identifying the user for the user rate-limit tier")
+	fs.StringVar(&fl.ProxyToken, "proxy-token", "", "require clients to send Proxy-Authorization: Bearer <token> (stripped before forwarding)")
+	fs.StringSliceVar(&fl.TrustedProxies, "trusted-proxies", nil, "CIDRs or IPs whose X-Forwarded-For is trusted for the client address")
+	fs.Var(&fl.MaxBodySize, "max-body-size", "refuse request bodies larger than this with 413, e.g. 10MiB (0: no limit)")
+	fs.DurationVar(&fl.UpstreamTimeout, "upstream-timeout", transport.DefaultResponseHeaderTimeout, "time to the upstream's response headers before 504")
+	fs.DurationVar(&fl.DialTimeout, "dial-timeout", transport.DefaultDialTimeout, "time to connect to the upstream before 502")
+	fs.DurationVar(&fl.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request headers")
+	fs.DurationVar(&fl.IdleTimeout, "idle-timeout", 2*time.Minute, "close idle client keep-alive connections after this long")
+	fs.DurationVar(&fl.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
+	fl.limits.register(fs)
+	return cmd
+}
+
+func (fl *httpFlags) options(f *factory) (*forwardHTTPOptions, error) {
+	o := &forwardHTTPOptions{
+		Listen:            fl.Listen,
+		ServiceHeader:     fl.ServiceHeader,
+		UserHeader:        fl.UserHeader,
+		ProxyToken:        fl.ProxyToken,
+		MaxBodySize:       int64(fl.MaxBodySize),
+		SessionHdr:        fl.limits.SessionHeader,
+		ReadHeaderTimeout: fl.ReadHeaderTimeout,
+		IdleTimeout:       fl.IdleTimeout,
+		ShutdownTimeout:   fl.ShutdownTimeout,
+		Transport: transport.Options{
+			DialTimeout:           fl.DialTimeout,
+			ResponseHeaderTimeout: fl.UpstreamTimeout,
+		},
+	}
+	var err error
+	if fl.Target != "" {
+		if o.Target, err = config.ParseUpstream(fl.Target); err != nil {
+			return nil, config.FlagError("target", err)
+		}
+	}
+	if o.Services, err = config.ParseServiceMap(fl.ServiceMap); err != nil {
+		return nil, config.FlagError("service-map", err)
+	}
+	if o.Target == nil && len(o.Services) == 0 {
+		return nil, config.Usagef("target", "--target or --service-map is required")
+	}
+	if o.TrustedProxies, err = config.ParsePrefixes(fl.TrustedProxies); err != nil {
+		return nil, config.FlagError("trusted-proxies", err)
+	}
+	for name, d := range map[string]time.Duration{
+		"upstream-timeout": fl.UpstreamTimeout, "dial-timeout": fl.DialTimeout,
+		"read-header-timeout": fl.ReadHeaderTimeout, "idle-timeout": fl.IdleTimeout, "shutdown-timeout": fl.ShutdownTimeout,
+	} {
+		if d <= 0 {
+			return nil, config.Usagef(name, "--%s must be positive", name)
+		}
+	}
+	if o.Session, o.RateLimits, err = fl.limits.validate(); err != nil {
+		return nil, err
+	}
+	o.Log = f.logger()
+	return o, nil
+}
+
+// runForwardHTTP serves the proxy until ctx ends, then drains in-flight
+// requests.
+func runForwardHTTP(ctx context.Context, f *factory, o *forwardHTTPOptions) error {
+	rt, err := f.newProxyRuntime(ctx, o.Log, o.Session, o.RateLimits)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rt.Close() }()
+
+	ln, err := server.Listen(ctx, o.Listen, "--listen")
+	if err != nil {
+		return err
+	}
+	p := &forward.Proxy{
+		Target:         o.Target,
+		Services:       o.Services,
+		ServiceHeader:  o.ServiceHeader,
+		SessionHeader:  o.SessionHdr,
+		UserHeader:     o.UserHeader,
+		ProxyToken:     o.ProxyToken,
+		TrustedProxies: o.TrustedProxies,
+		MaxBodySize:    o.MaxBodySize,
+		Sessions:       rt.Sessions,
+		SessionErrors: forward.SessionErrors{
+			Missing: session.ErrMissing, Unknown: session.ErrUnknown, Ended: session.ErrEnded,
+			TooMany: session.ErrTooMany, Unavailable: session.ErrUnavailable, InvalidID: session.ErrInvalidID,
+		},
+		Observer:  rt.Metrics,
+		Transport: transport.NewSync(o.Transport),
+		Log:       o.Log.With().Str("component", "proxy").Logger(),
+	}
+	if rt.Limiter.Enabled() {
+		p.Limiter = rt.Limiter
+	}
+	srv := &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: o.ReadHeaderTimeout,
+		IdleTimeout:       o.IdleTimeout,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          zerologStd(o.Log),
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	rt.start(gctx, g)
+	g.Go(func() error {
+		if err := server.Run(gctx, srv, ln, o.ShutdownTimeout); err != nil {
+			return fmt.Errorf("proxy: %w", err)
+		}
+		return nil
+	})
+	ev := o.Log.Info().Str("listen", ln.Addr().String()).Str("admin", rt.AdminAddr())
+	if o.Target != nil {
+		ev = ev.Str("target", o.Target.Redacted())
+	}
+	ev.Strs("services", config.ServiceNames(o.Services)).Str("session_mode", string(o.Session.Mode)).Msg("forwarding http")
+	if o.Ready != nil {
+		o.Ready(ln.Addr().String(), rt.AdminAddr())
+	}
+	err = g.Wait()
+	o.Log.Info().Msg("stopped")
+	return err
+}

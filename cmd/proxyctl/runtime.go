@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/proxyctl/proxyctl/internal/admin"
+	"github.com/proxyctl/proxyctl/internal/config"
+	"github.com/proxyctl/proxyctl/internal/metrics"
+	"github.com/proxyctl/proxyctl/internal/ratelimit"
+	"github.com/proxyctl/proxyctl/internal/server"
+	"github.com/proxyctl/proxyctl/internal/session"
+	"github.com/proxyctl/proxyctl/internal/store"
+	"github.com/proxyctl/proxyctl/internal/store/memstore"
+)
+
+// limitFlags are the session and rate-limit flags forward, record and
+// replay share.
+type limitFlags struct {
+	SessionHeader   string
+	SessionMode     string
+	SessionMax      int
+	SessionIdle     time.Duration
+	SessionTTL      time.Duration
+	SessionCacheTTL time.Duration
+	RateLimits      []string
+}
+
+func (l *limitFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&l.SessionHeader, "session-header", "X-Proxy-Session", "request header carrying the session id (Mcp-Session-Id follows MCP sessions)")
+	fs.StringVar(&l.SessionMode, "session-mode", "auto", "auto (unknown ids open sessions) or strict (missing 400, unknown 404, ended 403)")
+	fs.IntVar(&l.SessionMax, "session-max", 10000, "maximum active sessions (503 beyond it); 0 for no limit")
+	fs.DurationVar(&l.SessionIdle, "session-idle-timeout", 30*time.Minute, "expire a session after this long without traffic; 0 for never")
+	fs.DurationVar(&l.SessionTTL, "session-ttl", 0, "expire a session this long after it opened; 0 for never")
+	fs.DurationVar(&l.SessionCacheTTL, "session-cache-ttl", time.Second, "how long a session lookup is cached in front of the store")
+	fs.StringArrayVar(&l.RateLimits, "rate-limit", nil, "TIER=RATE[:BURST], repeatable; TIER global|ip|user|endpoint|session, RATE N/s|N/m|N/h")
+}
+
+func (l *limitFlags) validate() (session.Config, []ratelimit.Spec, error) {
+	mode, err := session.ParseMode(l.SessionMode)
+	if err != nil {
+		return session.Config{}, nil, config.FlagError("session-mode", err)
+	}
+	if l.SessionHeader == "" {
+		return session.Config{}, nil, config.Usagef("session-header", "--session-header must not be empty")
+	}
+	for _, c := range []struct {
+		name string
+		d    time.Duration
+	}{{"session-idle-timeout", l.SessionIdle}, {"session-ttl", l.SessionTTL}, {"session-cache-ttl", l.SessionCacheTTL}} {
+		if c.d < 0 {
+			return session.Config{}, nil, config.Usagef(c.name, "--%s must not be negative", c.name)
+		}
+	}
+	if l.SessionMax < 0 {
+		return session.Config{}, nil, config.Usagef("session-max", "--session-max must not be negative")
+	}
+	specs, err := ratelimit.ParseSpecs(l.RateLimits)
+	if err != nil {
+		return session.Config{}, nil, config.FlagError("rate-limit", err)
+	}
+	cfg := session.Config{
+		Mode:        mode,
+		Max:         l.SessionMax,
+		IdleTimeout: l.SessionIdle,
+		TTL:         l.SessionTTL,
+		CacheTTL:    l.SessionCacheTTL,
+	}
+	return cfg, specs, nil
+}
+
+// openStore opens the store named by --store.
+func openStore(raw string) (store.Store, error) {
+	switch {
+	case raw == "memory":
+		return memstore.New(), nil
+	case strings.HasPrefix(raw, "bolt:"), strings.HasPrefix(raw, "dynamodb://"):
+		return nil, config.Usagef("store", "--store %s: this build supports only the memory store so far", raw)
+	default:
+		return nil, config.Usagef("store", "--store %q must be memory, bolt:PATH or dynamodb://...", raw)
+	}
+}
+
+// proxyRuntime is what a proxying command runs besides its listener: the
+// store, the session manager, the limiter, metrics and the admin API.
+// Each command builds its own.
+type proxyRuntime struct {
+	Log      zerolog.Logger
+	Store    store.Store
+	Sessions *session.Manager
+	Limiter  *ratelimit.Limiter
+	Metrics  *metrics.Metrics
+	Admin    *admin.Server
+
+	adminLn net.Listener
+}
+
+// newProxyRuntime builds the runtime and binds the admin listener (so a
+// port conflict fails start-up, before any traffic is accepted).
+func (f *factory) newProxyRuntime(ctx context.Context, log zerolog.Logger, scfg session.Config, specs []ratelimit.Spec) (*proxyRuntime, error) {
+	st, err := openStore(f.global.Store)
+	if err != nil {
+		return nil, err
+	}
+	rt := &proxyRuntime{
+		Log:      log,
+		Store:    st,
+		Sessions: session.NewManager(st, scfg, log.With().Str("component", "session").Logger()),
+		Limiter:  ratelimit.New(specs, ratelimit.Options{}),
+		Metrics:  metrics.New(),
+	}
+	rt.Metrics.GaugeFunc("proxyctl_sessions", "Sessions known to this instance, by state.", map[string]string{"state": "active"},
+		func() float64 { return float64(rt.Sessions.Stats().Active) })
+	rt.Metrics.GaugeFunc("proxyctl_sessions", "Sessions known to this instance, by state.", map[string]string{"state": "closed"},
+		func() float64 { return float64(rt.Sessions.Stats().Closed) })
+	rt.Metrics.GaugeFunc("proxyctl_sessions", "Sessions known to this instance, by state.", map[string]string{"state": "expired"},
+		func() float64 { return float64(rt.Sessions.Stats().Expired) })
+	rt.Metrics.GaugeFunc("proxyctl_ratelimit_keys", "Per-key rate-limit buckets currently tracked.", nil,
+		func() float64 { return float64(rt.Limiter.Len()) })
+	rt.Admin = &admin.Server{
+		Sessions: rt.Sessions,
+		Errors:   admin.Errors{Ended: session.ErrEnded, TooMany: session.ErrTooMany, Unavailable: session.ErrUnavailable, InvalidID: session.ErrInvalidID},
+		Token:    f.global.AdminToken,
+		Metrics:  rt.Metrics.Handler(),
+		Log:      log.With().Str("component", "admin").Logger(),
+	}
+	if f.global.AdminListen != "off" {
+		ln, err := server.Listen(ctx, f.global.AdminListen, "--admin-listen")
+		if err != nil {
+			_ = st.Close()
+			return nil, err
+		}
+		rt.adminLn = ln
+	}
+	return rt, nil
+}
+
+// AdminAddr is the bound admin address, or "" when the admin API is off.
+func (rt *proxyRuntime) AdminAddr() string {
+	if rt.adminLn == nil {
+		return ""
+	}
+	return rt.adminLn.Addr().String()
+}
+
+// start runs the admin API, the session sweeper and the limiter's
+// eviction in g until ctx ends.
+func (rt *proxyRuntime) start(ctx context.Context, g *errgroup.Group) {
+	g.Go(func() error { return rt.Sessions.Run(ctx) })
+	g.Go(func() error { return rt.Limiter.Run(ctx) })
+	if rt.adminLn != nil {
+		srv := &http.Server{
+			Handler:           rt.Admin,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          nil,
+		}
+		g.Go(func() error {
+			if err := server.Run(ctx, srv, rt.adminLn, 5*time.Second); err != nil {
+				return fmt.Errorf("admin API: %w", err)
+			}
+			return nil
+		})
+	}
+}
+
+// Close releases the store.
+func (rt *proxyRuntime) Close() error { return rt.Store.Close() }

@@ -1,0 +1,339 @@
+// Package forward implements proxyctl's HTTP reverse proxy: the guard chain
+// (proxy token, service map, session guard, rate limits) in front of a
+// streaming httputil.ReverseProxy.
+package forward
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/proxyctl/proxyctl/internal/ratelimit"
+	"github.com/proxyctl/proxyctl/internal/store"
+	"github.com/proxyctl/proxyctl/internal/transport"
+)
+
+// Header defaults.
+const (
+	DefaultSessionHeader = "X-Proxy-Session"
+	DefaultServiceHeader = "X-Proxy-Service"
+	DefaultUserHeader    = "X-User-Id"
+)
+
+// SessionResolver maps a request's session id to its session; see
+// session.Manager.Resolve.
+type SessionResolver interface {
+	Resolve(ctx context.Context, id, defaultID string) (store.Session, error)
+}
+
+// Limiter decides whether a request may pass the rate limits.
+type Limiter interface {
+	Allow(k ratelimit.Keys) ratelimit.Decision
+}
+
+// Observer receives per-request facts for metrics. Implementations must be
+// cheap and must not block.
+type Observer interface {
+	Request(status int, d time.Duration)
+	UpstreamError(kind string)
+	RateLimited(tier ratelimit.Tier)
+	Refused(status int)
+}
+
+// Session errors the proxy maps to status codes. The session manager's
+// errors satisfy errors.Is with these through SessionErrors.
+type SessionErrors struct {
+	Missing, Unknown, Ended, TooMany, Unavailable, InvalidID error
+}
+
+// Proxy is an http.Handler that checks every request against the guard
+// chain and forwards what passes to the chosen upstream. Configure the
+// exported fields before the first request; they must not change after.
+type Proxy struct {
+	// Target is the default upstream, used when a request names no service.
+	Target *url.URL
+	// Services is the service map: the only upstreams a request may pick
+	// with ServiceHeader.
+	Services map[string]*url.URL
+	// ServiceHeader selects a service (default X-Proxy-Service). It is
+	// removed before forwarding.
+	ServiceHeader string
+	// SessionHeader carries the session id (default X-Proxy-Session).
+	SessionHeader string
+	// UserHeader identifies the user for the user rate-limit tier
+	// (default X-User-Id); without it the bearer token's hash is used.
+	UserHeader string
+	// ProxyToken, when set, must be presented as
+	// "Proxy-Authorization: Bearer <token>" (407 otherwise). It is never
+	// forwarded.
+	ProxyToken string
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// MaxBodySize refuses request bodies larger than this with 413 (0: no limit).
+	MaxBodySize int64
+
+	Sessions      SessionResolver // nil: no sessions
+	SessionErrors SessionErrors
+	Limiter       Limiter // nil: no rate limits
+	Observer      Observer
+	// Transport reaches the upstreams (default: transport.New with defaults).
+	Transport http.RoundTripper
+	Log       zerolog.Logger
+
+	once     sync.Once
+	def      *httputil.ReverseProxy
+	services map[string]*httputil.ReverseProxy
+	bufs     transport.BufferPool
+	writers  sync.Pool
+	userHdr  string
+	sessHdr  string
+	svcHdr   string
+}
+
+var _ http.Handler = (*Proxy)(nil)
+
+func (p *Proxy) init() {
+	p.sessHdr = orString(p.SessionHeader, DefaultSessionHeader)
+	p.svcHdr = orString(p.ServiceHeader, DefaultServiceHeader)
+	p.userHdr = orString(p.UserHeader, DefaultUserHeader)
+	if p.Transport == nil {
+		p.Transport = transport.NewSync(transport.Options{})
+	}
+	if p.Target != nil {
+		p.def = p.reverseProxy(p.Target)
+	}
+	p.services = make(map[string]*httputil.ReverseProxy, len(p.Services))
+	for name, u := range p.Services {
+		p.services[name] = p.reverseProxy(u)
+	}
+}
+
+func orString(v, def string) string {
+	if v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *Proxy) reverseProxy(target *url.URL) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			p.setForwarded(pr)
+			h := pr.Out.Header
+			h.Del("Proxy-Authorization")
+			h.Del(p.svcHdr)
+		},
+		Transport:    p.Transport,
+		BufferPool:   &p.bufs,
+		ErrorHandler: p.upstreamError,
+		// FlushInterval 0: ReverseProxy already flushes immediately for
+		// text/event-stream and for responses of unknown length.
+	}
+}
+
+// setForwarded sets X-Forwarded-For/Host/Proto. An incoming
+// X-Forwarded-For is kept (and appended to) only from a trusted proxy;
+// from anyone else it is replaced, so clients cannot spoof their address.
+func (p *Proxy) setForwarded(pr *httputil.ProxyRequest) {
+	peer, ok := peerAddr(pr.In.RemoteAddr)
+	if ok && p.trusted(peer) {
+		// Rewrite drops the inbound X-Forwarded-For from Out; a trusted
+		// proxy's chain is kept and our peer appended to it.
+		if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
+			pr.Out.Header["X-Forwarded-For"] = prior
+		}
+		pr.SetXForwarded()
+		return
+	}
+	h := pr.Out.Header
+	if ok {
+		h.Set("X-Forwarded-For", peer.String())
+	}
+	h.Set("X-Forwarded-Host", pr.In.Host)
+	if pr.In.TLS != nil {
+		h.Set("X-Forwarded-Proto", "https")
+	} else {
+		h.Set("X-Forwarded-Proto", "http")
+	}
+}
+
+// ServeHTTP runs the guard chain in the DESIGN order: proxy token (407),
+// service map (403), session guard (400/404/403), rate limits (429), then
+// the upstream.
+func (p *Proxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	p.once.Do(p.init)
+	start := time.Now()
+	w := p.getWriter(rw)
+	defer func() {
+		if p.Observer != nil {
+			p.Observer.Request(w.status(), time.Since(start))
+		}
+		p.putWriter(w)
+	}()
+
+	if p.ProxyToken != "" && !p.tokenOK(r.Header.Get("Proxy-Authorization")) {
+		w.Header().Set("Proxy-Authenticate", `Bearer realm="proxyctl"`)
+		p.refuse(w, http.StatusProxyAuthRequired, "proxy authentication required")
+		return
+	}
+	r.Header.Del("Proxy-Authorization")
+
+	rp, ok := p.pickUpstream(w, r)
+	if !ok {
+		return
+	}
+
+	peer, _ := peerAddr(r.RemoteAddr)
+	var sessionID string
+	if p.Sessions != nil {
+		sess, err := p.Sessions.Resolve(r.Context(), r.Header.Get(p.sessHdr), defaultSessionID(peer))
+		if err != nil {
+			p.sessionError(w, err)
+			return
+		}
+		sessionID = sess.ID
+	}
+
+	if p.Limiter != nil {
+		d := p.Limiter.Allow(p.keys(r, peer, sessionID))
+		d.SetHeaders(w.Header())
+		if !d.Allowed {
+			if p.Observer != nil {
+				p.Observer.RateLimited(d.Tier)
+			}
+			p.refuse(w, http.StatusTooManyRequests, "rate limit exceeded ("+string(d.Tier)+")")
+			return
+		}
+	}
+
+	if p.MaxBodySize > 0 && r.Body != nil && r.Body != http.NoBody {
+		if r.ContentLength > p.MaxBodySize {
+			p.refuse(w, http.StatusRequestEntityTooLarge, "request body too large")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, p.MaxBodySize)
+	}
+	rp.ServeHTTP(w, r)
+}
+
+func (p *Proxy) tokenOK(h string) bool {
+	const prefix = "Bearer "
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(h[len(prefix):])), []byte(p.ProxyToken)) == 1
+}
+
+func (p *Proxy) pickUpstream(w http.ResponseWriter, r *http.Request) (*httputil.ReverseProxy, bool) {
+	name := r.Header.Get(p.svcHdr)
+	if name == "" {
+		if p.def == nil {
+			p.refuse(w, http.StatusBadRequest, "missing "+p.svcHdr+" header")
+			return nil, false
+		}
+		return p.def, true
+	}
+	rp, ok := p.services[name]
+	if !ok {
+		// Never echo the name or list the map: the error reveals nothing.
+		p.refuse(w, http.StatusForbidden, "service not allowed")
+		return nil, false
+	}
+	return rp, true
+}
+
+func (p *Proxy) sessionError(w http.ResponseWriter, err error) {
+	e := p.SessionErrors
+	switch {
+	case e.Missing != nil && errors.Is(err, e.Missing):
+		p.refuse(w, http.StatusBadRequest, "missing "+p.sessHdr+" header")
+	case e.InvalidID != nil && errors.Is(err, e.InvalidID):
+		p.refuse(w, http.StatusBadRequest, "invalid session id")
+	case e.Unknown != nil && errors.Is(err, e.Unknown):
+		p.refuse(w, http.StatusNotFound, "unknown session")
+	case e.Ended != nil && errors.Is(err, e.Ended):
+		msg := "session is not active"
+		if s := err.Error(); strings.Contains(s, string(store.StateClosed)) {
+			msg = "session is closed"
+		} else if strings.Contains(s, string(store.StateExpired)) {
+			msg = "session has expired"
+		}
+		p.refuse(w, http.StatusForbidden, msg)
+	case e.TooMany != nil && errors.Is(err, e.TooMany):
+		p.refuse(w, http.StatusServiceUnavailable, "too many sessions")
+	default:
+		p.Log.Warn().Err(err).Msg("session lookup failed")
+		p.refuse(w, http.StatusServiceUnavailable, "session store unavailable")
+	}
+}
+
+func (p *Proxy) keys(r *http.Request, peer netip.Addr, sessionID string) ratelimit.Keys {
+	ip := p.clientIP(r, peer)
+	k := ratelimit.Keys{Session: sessionID, Endpoint: r.Method + " " + r.URL.Path}
+	if ip.IsValid() {
+		k.IP = ip.String()
+	}
+	k.User = userKey(r.Header, p.userHdr)
+	if k.User == "" {
+		// No identity: anonymous callers are limited per address under the user tier.
+		k.User = "anon:" + k.IP
+	}
+	return k
+}
+
+// userKey is the --user-header value, else a hash of the bearer token
+// (never the token itself), else "".
+func userKey(h http.Header, userHdr string) string {
+	if u := h.Get(userHdr); u != "" {
+		return "user:" + u
+	}
+	auth := h.Get("Authorization")
+	const prefix = "Bearer "
+	if len(auth) > len(prefix) && strings.EqualFold(auth[:len(prefix)], prefix) {
+		sum := sha256.Sum256([]byte(strings.TrimSpace(auth[len(prefix):])))
+		return "token:" + hex.EncodeToString(sum[:12])
+	}
+	return ""
+}
+
+func defaultSessionID(peer netip.Addr) string {
+	if !peer.IsValid() {
+		return "client-unknown"
+	}
+	return "client-" + peer.String()
+}
+
+// upstreamError answers a failed upstream exchange with a short sanitized
+// JSON error: 504 when the upstream did not answer in time, 502 when it
+// could not be reached or broke the exchange. The upstream's address and the
+// raw error never reach the client (they are logged at debug level).
+func (p *Proxy) upstreamError(rw http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		// The client went away; nothing to answer.
+		return
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		p.refuse(rw, http.StatusRequestEntityTooLarge, "request body too large")
+		return
+	}
+	kind, status, msg := classify(err)
+	if p.Observer != nil {
+		p.Observer.UpstreamError(kind)
+	}
+	p.Log.Warn().Str("kind", kind).Str("method", r.Method).Str("path", r.URL.Path).Msg("upstream error")
+	p.Log.Debug().Err(err).Msg("upstream error detail")
+	writeError(rw, status, msg)
+}

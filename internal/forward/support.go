@@ -1,0 +1,154 @@
+package forward
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+func classify(err error) (kind string, status int, msg string) {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		if op.Timeout() {
+			return "connect_timeout", http.StatusBadGateway, "upstream unreachable"
+		}
+		return "connect", http.StatusBadGateway, "upstream unreachable"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout", http.StatusGatewayTimeout, "upstream timed out"
+	}
+	return "other", http.StatusBadGateway, "bad gateway"
+}
+
+// writeError writes {"error": msg, "status": code}. msg is always one of
+// the proxy's own fixed strings: never upstream text.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Del("Content-Length")
+	w.WriteHeader(code)
+	b := make([]byte, 0, 48+len(msg))
+	b = append(b, `{"error":`...)
+	b = strconv.AppendQuote(b, msg)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, "}\n"...)
+	_, _ = w.Write(b)
+}
+
+func (p *Proxy) refuse(w http.ResponseWriter, code int, msg string) {
+	if p.Observer != nil {
+		p.Observer.Refused(code)
+	}
+	writeError(w, code, msg)
+}
+
+// peerAddr parses the connection's remote address without allocating.
+func peerAddr(remote string) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		a, err2 := netip.ParseAddr(remote)
+		return a.Unmap(), err2 == nil
+	}
+	return ap.Addr().Unmap(), true
+}
+
+func (p *Proxy) trusted(a netip.Addr) bool {
+	for _, pfx := range p.TrustedProxies {
+		if pfx.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientIP is the peer's address, or, when the peer is a trusted proxy, the
+// right-most address in X-Forwarded-For that is not itself trusted.
+func (p *Proxy) clientIP(r *http.Request, peer netip.Addr) netip.Addr {
+	if !peer.IsValid() || len(p.TrustedProxies) == 0 || !p.trusted(peer) {
+		return peer
+	}
+	vals := r.Header.Values("X-Forwarded-For")
+	client := peer
+	for i := len(vals) - 1; i >= 0; i-- {
+		parts := strings.Split(vals[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return client
+			}
+			client = a.Unmap()
+			if !p.trusted(client) {
+				return client
+			}
+		}
+	}
+	return client
+}
+
+// responseWriter records the status code. It is pooled, and unwraps to the
+// underlying writer so http.ResponseController (used by ReverseProxy for
+// flushing SSE and hijacking upgraded connections) reaches the real one.
+type responseWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (p *Proxy) getWriter(rw http.ResponseWriter) *responseWriter {
+	w, _ := p.writers.Get().(*responseWriter)
+	if w == nil {
+		w = new(responseWriter)
+	}
+	w.ResponseWriter, w.code = rw, 0
+	return w
+}
+
+func (p *Proxy) putWriter(w *responseWriter) {
+	w.ResponseWriter = nil
+	p.writers.Put(w)
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	if w.code == 0 && code >= 200 || code == http.StatusSwitchingProtocols {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush is implemented directly because some callers type-assert
+// http.Flusher instead of using http.ResponseController.
+func (w *responseWriter) Flush() {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Hijack is implemented for callers that type-assert http.Hijacker.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+func (w *responseWriter) status() int {
+	if w.code == 0 {
+		// Nothing written: the handler returned without a response (client
+		// gone); net/http will send 200 with an empty body if anything.
+		return http.StatusOK
+	}
+	return w.code
+}

@@ -1,0 +1,17 @@
+package memstore_test
+
+import (
+	"testing"
+
+	"github.com/proxyctl/proxyctl/internal/store"
+	"github.com/proxyctl/proxyctl/internal/store/memstore"
+	"github.com/proxyctl/proxyctl/internal/store/storetest"
+)
+
+func TestSessions(t *testing.T) {
+	storetest.TestSessions(t, func(t *testing.T) store.Store {
+		st := memstore.New()
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	})
+}

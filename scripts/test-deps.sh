@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond Go, from the project's own lock
+# files. Tests that need a missing tool skip with a reason; in CI
+# (CI=true) a missing tool is an error instead, so nothing is skipped
+# silently.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -f test/mcp/package-lock.json ]]; then
+	if command -v npm >/dev/null; then
+		if [[ ! -d test/mcp/node_modules ]] || [[ test/mcp/package-lock.json -nt test/mcp/node_modules ]]; then
+			echo "== npm ci (test/mcp)"
+			npm ci --prefix test/mcp --no-audit --no-fund --loglevel=error
+		fi
+	elif [[ "${CI:-}" == "true" ]]; then
+		echo "test-deps: npm is required in CI for the MCP end-to-end tests" >&2
+		exit 1
+	else
+		echo "test-deps: npm not found; MCP end-to-end tests will be skipped" >&2
+	fi
+fi
