@@ -92,8 +92,8 @@ type Proxy struct {
 	Log       zerolog.Logger
 
 	once     sync.Once
-	def      *httputil.ReverseProxy
-	services map[string]*httputil.ReverseProxy
+	def      *upstream
+	services map[string]*upstream
 	bufs     transport.BufferPool
 	writers  sync.Pool
 	userHdr  string
@@ -111,11 +111,11 @@ func (p *Proxy) init() {
 		p.Transport = transport.NewSync(transport.Options{})
 	}
 	if p.Target != nil {
-		p.def = p.reverseProxy(p.Target)
+		p.def = p.newUpstream(p.Target)
 	}
-	p.services = make(map[string]*httputil.ReverseProxy, len(p.Services))
+	p.services = make(map[string]*upstream, len(p.Services))
 	for name, u := range p.Services {
-		p.services[name] = p.reverseProxy(u)
+		p.services[name] = p.newUpstream(u)
 	}
 }
 
@@ -190,7 +190,7 @@ func (p *Proxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	r.Header.Del("Proxy-Authorization")
 
-	rp, ok := p.pickUpstream(w, r)
+	up, ok := p.pickUpstream(w, r)
 	if !ok {
 		return
 	}
@@ -225,7 +225,11 @@ func (p *Proxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, p.MaxBodySize)
 	}
-	rp.ServeHTTP(w, r)
+	if up.sync != nil && fastEligible(r) {
+		p.serveFast(w, r, up, peer)
+		return
+	}
+	up.rp.ServeHTTP(w, r)
 }
 
 func (p *Proxy) tokenOK(h string) bool {
@@ -236,7 +240,7 @@ func (p *Proxy) tokenOK(h string) bool {
 	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(h[len(prefix):])), []byte(p.ProxyToken)) == 1
 }
 
-func (p *Proxy) pickUpstream(w http.ResponseWriter, r *http.Request) (*httputil.ReverseProxy, bool) {
+func (p *Proxy) pickUpstream(w http.ResponseWriter, r *http.Request) (*upstream, bool) {
 	name := r.Header.Get(p.svcHdr)
 	if name == "" {
 		if p.def == nil {
@@ -245,13 +249,13 @@ func (p *Proxy) pickUpstream(w http.ResponseWriter, r *http.Request) (*httputil.
 		}
 		return p.def, true
 	}
-	rp, ok := p.services[name]
+	up, ok := p.services[name]
 	if !ok {
 		// Never echo the name or list the map: the error reveals nothing.
 		p.refuse(w, http.StatusForbidden, "service not allowed")
 		return nil, false
 	}
-	return rp, true
+	return up, true
 }
 
 func (p *Proxy) sessionError(w http.ResponseWriter, err error) {

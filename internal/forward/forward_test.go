@@ -33,6 +33,42 @@ type fixture struct {
 	store    *memstore.Store
 }
 
+// TestProxy runs every behaviour test on both upstream paths: the fast
+// synchronous path (transport.Sync) and httputil.ReverseProxy over
+// http.Transport (what https, upgrades and streamed bodies use).
+func TestProxy(t *testing.T) {
+	for _, path := range []string{"fast", "reverseproxy"} {
+		t.Run(path, func(t *testing.T) {
+			for name, fn := range map[string]func(*testing.T){
+				"ForwardsAndSetsForwardedHeaders":    testForwardsAndSetsForwardedHeaders,
+				"TrustedProxyXForwardedFor":          testTrustedProxyXForwardedFor,
+				"ProxyTokenCheckedAndNeverForwarded": testProxyTokenCheckedAndNeverForwarded,
+				"ServiceMap":                         testServiceMap,
+				"StrictSessionGuard":                 testStrictSessionGuard,
+				"RateLimit429":                       testRateLimit429,
+				"UpstreamErrors":                     testUpstreamErrors,
+				"SSEArrivesEventByEvent":             testSSEArrivesEventByEvent,
+				"Trailers":                           testTrailers,
+				"UpstreamBreaksMidBody":              testUpstreamBreaksMidBody,
+				"LargeDownloadFlatMemory":            testLargeDownloadFlatMemory,
+				"WebSocketPassesThrough":             testWebSocketPassesThrough,
+				"LargeBodiesStreamWithFlatMemory":    testLargeBodiesStreamWithFlatMemory,
+				"MaxBodySize":                        testMaxBodySize,
+			} {
+				t.Run(name, fn)
+			}
+		})
+	}
+}
+
+// transportFor builds the transport for the path the running test is on.
+func transportFor(t *testing.T, o transport.Options) http.RoundTripper {
+	if strings.Contains(t.Name(), "/reverseproxy/") {
+		return transport.New(o)
+	}
+	return transport.NewSync(o)
+}
+
 func sessionErrors() forward.SessionErrors {
 	return forward.SessionErrors{
 		Missing: session.ErrMissing, Unknown: session.ErrUnknown, Ended: session.ErrEnded,
@@ -50,7 +86,7 @@ func newProxy(t *testing.T, upstream *httptest.Server, mode session.Mode, config
 	p := &forward.Proxy{
 		Sessions:      mgr,
 		SessionErrors: sessionErrors(),
-		Transport:     transport.New(transport.Options{ResponseHeaderTimeout: 2 * time.Second}),
+		Transport:     transportFor(t, transport.Options{ResponseHeaderTimeout: 2 * time.Second}),
 		Log:           log,
 	}
 	if upstream != nil {
@@ -86,7 +122,7 @@ func get(t *testing.T, url string, hdr map[string]string) (*http.Response, strin
 	return resp, string(b)
 }
 
-func TestForwardsAndSetsForwardedHeaders(t *testing.T) {
+func testForwardsAndSetsForwardedHeaders(t *testing.T) {
 	var seen http.Header
 	var seenHost, seenPath string
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -131,7 +167,7 @@ func TestForwardsAndSetsForwardedHeaders(t *testing.T) {
 	}
 }
 
-func TestTrustedProxyXForwardedFor(t *testing.T) {
+func testTrustedProxyXForwardedFor(t *testing.T) {
 	var xff atomic.Value
 	up := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		xff.Store(r.Header.Get("X-Forwarded-For"))
@@ -158,7 +194,7 @@ type limiterFunc func(ratelimit.Keys) ratelimit.Decision
 
 func (f limiterFunc) Allow(k ratelimit.Keys) ratelimit.Decision { return f(k) }
 
-func TestProxyTokenCheckedAndNeverForwarded(t *testing.T) {
+func testProxyTokenCheckedAndNeverForwarded(t *testing.T) {
 	var leaked atomic.Bool
 	up := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		for _, vals := range r.Header {
@@ -202,7 +238,7 @@ func TestProxyTokenCheckedAndNeverForwarded(t *testing.T) {
 	}
 }
 
-func TestServiceMap(t *testing.T) {
+func testServiceMap(t *testing.T) {
 	mk := func(name string) *httptest.Server {
 		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("X-Proxy-Service") != "" {
@@ -248,7 +284,7 @@ func TestServiceMap(t *testing.T) {
 	}
 }
 
-func TestStrictSessionGuard(t *testing.T) {
+func testStrictSessionGuard(t *testing.T) {
 	var hits atomic.Int64
 	up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
 	defer up.Close()
@@ -310,7 +346,7 @@ func TestStrictSessionGuard(t *testing.T) {
 	}
 }
 
-func TestRateLimit429(t *testing.T) {
+func testRateLimit429(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer up.Close()
 	specs, err := ratelimit.ParseSpecs([]string{"ip=2/m:2"})
@@ -340,7 +376,7 @@ func TestRateLimit429(t *testing.T) {
 	}
 }
 
-func TestUpstreamErrors(t *testing.T) {
+func testUpstreamErrors(t *testing.T) {
 	t.Run("refused is 502", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -366,7 +402,7 @@ func TestUpstreamErrors(t *testing.T) {
 		defer up.Close()
 		defer close(release)
 		f := newProxy(t, up, session.ModeAuto, func(p *forward.Proxy) {
-			p.Transport = transport.New(transport.Options{ResponseHeaderTimeout: 200 * time.Millisecond})
+			p.Transport = transportFor(t, transport.Options{ResponseHeaderTimeout: 200 * time.Millisecond})
 		})
 		resp, body := get(t, f.srv.URL+"/", nil)
 		if resp.StatusCode != 504 || body != `{"error":"upstream timed out","status":504}`+"\n" {
@@ -375,7 +411,7 @@ func TestUpstreamErrors(t *testing.T) {
 	})
 }
 
-func TestSSEArrivesEventByEvent(t *testing.T) {
+func testSSEArrivesEventByEvent(t *testing.T) {
 	next := make(chan struct{})
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -413,7 +449,7 @@ func TestSSEArrivesEventByEvent(t *testing.T) {
 	}
 }
 
-func TestWebSocketPassesThrough(t *testing.T) {
+func testWebSocketPassesThrough(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		up := websocket.Upgrader{}
 		c, err := up.Upgrade(w, r, nil)
@@ -471,7 +507,7 @@ func (z *zeroReader) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func TestLargeBodiesStreamWithFlatMemory(t *testing.T) {
+func testLargeBodiesStreamWithFlatMemory(t *testing.T) {
 	const size = 100 << 20
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, err := io.Copy(io.Discard, r.Body)
@@ -525,7 +561,7 @@ func TestLargeBodiesStreamWithFlatMemory(t *testing.T) {
 	}
 }
 
-func TestMaxBodySize(t *testing.T) {
+func testMaxBodySize(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 	}))
@@ -555,5 +591,73 @@ func TestMaxBodySize(t *testing.T) {
 				t.Fatalf("got %d, want %d", resp.StatusCode, tc.want)
 			}
 		})
+	}
+}
+
+func testTrailers(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		_, _ = io.WriteString(w, "payload")
+		w.Header().Set("X-Checksum", "abc123")
+	}))
+	defer up.Close()
+	f := newProxy(t, up, session.ModeAuto, nil)
+	resp, body := get(t, f.srv.URL+"/", nil)
+	if body != "payload" || resp.Trailer.Get("X-Checksum") != "abc123" {
+		t.Fatalf("body %q trailer %v", body, resp.Trailer)
+	}
+}
+
+// An upstream that dies in the middle of a body must not look like a
+// complete response to the client.
+func testUpstreamBreaksMidBody(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "100000")
+		_, _ = w.Write(make([]byte, 1000))
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			_ = conn.Close()
+		}
+	}))
+	defer up.Close()
+	f := newProxy(t, up, session.ModeAuto, nil)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, f.srv.URL+"/", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return // broken before the headers: also not a silent truncation
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil {
+		t.Fatalf("client read %d bytes and a clean EOF from a broken upstream body", n)
+	}
+}
+
+func testLargeDownloadFlatMemory(t *testing.T) {
+	const size = 100 << 20
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.Copy(w, &zeroReader{n: size})
+	}))
+	defer up.Close()
+	f := newProxy(t, up, session.ModeAuto, nil)
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, f.srv.URL+"/big", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != size {
+		t.Fatalf("got %d bytes, %v", n, err)
+	}
+	runtime.ReadMemStats(&after)
+	// Cumulative allocation is the strictest measure: streaming 100 MB may
+	// allocate buffers, never the body.
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 32<<20 {
+		t.Fatalf("allocated %d MB while streaming 100 MB", grew>>20)
 	}
 }

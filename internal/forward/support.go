@@ -136,6 +136,10 @@ func (w *responseWriter) Flush() {
 	if w.code == 0 {
 		w.code = http.StatusOK
 	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+		return
+	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 

@@ -107,6 +107,9 @@ func eligible(req *http.Request) bool {
 	return true
 }
 
+// HasBody reports whether req has a body of known, positive length.
+func HasBody(req *http.Request) bool { return hasBody(req) }
+
 func hasBody(req *http.Request) bool {
 	return req.Body != nil && req.Body != http.NoBody && req.ContentLength > 0
 }
@@ -128,18 +131,34 @@ func (t *Sync) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !eligible(req) {
 		return t.fb.RoundTrip(req)
 	}
-	p := t.pool(req.URL.Host)
+	return t.Exchange(req, req.URL.Host, replayable(req), func(w *bufio.Writer) error { return writeRequest(w, req) })
+}
+
+// Exchange does one HTTP/1.1 exchange with host ("host:port") on a pooled
+// connection. writeHead writes the request line and header block (ending
+// with the blank line); Exchange then sends req.ContentLength bytes of
+// req.Body when positive (at most SyncBodyLimit: the caller checks), and
+// reads the response headers. req supplies the context (cancelling it
+// aborts the exchange), the method (for HEAD responses) and the body.
+// replayable says whether the request may be sent again after a reused
+// connection turned out to be closed.
+//
+// It lets a proxy write the outbound head straight from the inbound
+// request, without cloning it first.
+func (t *Sync) Exchange(req *http.Request, host string, replayable bool, writeHead func(*bufio.Writer) error) (*http.Response, error) {
+	t.once.Do(t.init)
+	p := t.pool(host)
 	for attempt := 0; ; attempt++ {
-		c, err := t.getConn(req.Context(), p, req.URL.Host, !replayable(req))
+		c, err := t.getConn(req.Context(), p, host, !replayable)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := t.exchange(req, p, c)
+		resp, err := t.exchange(req, p, c, writeHead)
 		if err == nil {
 			return resp, nil
 		}
 		var re *retryable
-		if attempt == 0 && errors.As(err, &re) && c.reused && replayable(req) && req.Context().Err() == nil {
+		if attempt == 0 && errors.As(err, &re) && c.reused && replayable && req.Context().Err() == nil {
 			continue
 		}
 		if re != nil {
@@ -271,7 +290,7 @@ func (t *Sync) CloseIdleConnections() {
 	}
 }
 
-func (t *Sync) exchange(req *http.Request, p *pool, c *conn) (*http.Response, error) {
+func (t *Sync) exchange(req *http.Request, p *pool, c *conn, writeHead func(*bufio.Writer) error) (*http.Response, error) {
 	ctx := req.Context()
 	// Cancelling the request (the client went away) unblocks any I/O on
 	// the connection, which is then closed rather than reused.
@@ -287,7 +306,7 @@ func (t *Sync) exchange(req *http.Request, p *pool, c *conn) (*http.Response, er
 		}
 		return nil, err
 	}
-	if err := writeRequest(c.bw, req); err != nil {
+	if err := writeHead(c.bw); err != nil {
 		return fail(err, true)
 	}
 	if hasBody(req) {

@@ -1,0 +1,243 @@
+package forward
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/proxyctl/proxyctl/internal/transport"
+)
+
+// upstream is one destination: the general ReverseProxy, and, for plain
+// http:// targets without a base path, the fast path's pooled client.
+type upstream struct {
+	target *url.URL
+	rp     *httputil.ReverseProxy
+	sync   *transport.Sync // nil: always use rp
+	host   string          // host:port for sync
+}
+
+func (p *Proxy) newUpstream(target *url.URL) *upstream {
+	u := &upstream{target: target, rp: p.reverseProxy(target)}
+	if s, ok := p.Transport.(*transport.Sync); ok && target.Scheme == "http" &&
+		(target.Path == "" || target.Path == "/") && target.RawQuery == "" {
+		u.sync = s
+		u.host = target.Host
+		if target.Port() == "" {
+			u.host += ":80"
+		}
+	}
+	return u
+}
+
+// fastEligible reports whether r can be proxied by the fast path: an
+// origin-form request with no body or a small body of known length, not
+// an upgrade, not waiting for 100-continue.
+func fastEligible(r *http.Request) bool {
+	if r.ContentLength < 0 || r.ContentLength > transport.SyncBodyLimit ||
+		r.ContentLength == 0 && r.Body != nil && r.Body != http.NoBody {
+		return false
+	}
+	if len(r.RequestURI) == 0 || r.RequestURI[0] != '/' || r.Method == http.MethodConnect {
+		return false
+	}
+	h := r.Header
+	return h["Upgrade"] == nil && h["Expect"] == nil && len(r.TransferEncoding) == 0 && len(r.Trailer) == 0
+}
+
+func replayableMethod(r *http.Request) bool {
+	if r.ContentLength > 0 {
+		return false
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// hopHeaders are removed in both directions (RFC 9110 7.6.1), plus the
+// ones the proxy sets itself or consumes.
+func skipRequestHeader(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+		"Host", "Content-Length", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+		return true
+	}
+	return false
+}
+
+func skipResponseHeader(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// connectionTokens lists the header names a Connection header marks as
+// hop-by-hop (nil, without allocating, in the usual case of none).
+func connectionTokens(h http.Header) []string {
+	var out []string
+	for _, v := range h["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if tok = textproto.TrimString(tok); tok != "" {
+				out = append(out, textproto.CanonicalMIMEHeaderKey(tok))
+			}
+		}
+	}
+	return out
+}
+
+func contains(list []string, k string) bool {
+	for _, s := range list {
+		if s == k {
+			return true
+		}
+	}
+	return false
+}
+
+// writeHead writes the outbound request head straight from the inbound
+// request: same rules as the ReverseProxy path (hop-by-hop headers and the
+// proxy's own headers dropped, X-Forwarded-* set), no clone of the headers.
+func (p *Proxy) writeHead(w *bufio.Writer, r *http.Request, up *upstream, peer netip.Addr) error {
+	_, _ = w.WriteString(r.Method)
+	_ = w.WriteByte(' ')
+	_, _ = w.WriteString(r.RequestURI)
+	_, _ = w.WriteString(" HTTP/1.1\r\nHost: ")
+	_, _ = w.WriteString(up.target.Host)
+	_, _ = w.WriteString("\r\n")
+	conn := connectionTokens(r.Header)
+	for k, vs := range r.Header {
+		if skipRequestHeader(k) || k == p.svcHdr || conn != nil && contains(conn, k) {
+			continue
+		}
+		for _, v := range vs {
+			writeField(w, k, v)
+		}
+	}
+	_, _ = w.WriteString("X-Forwarded-For: ")
+	if peer.IsValid() && p.trusted(peer) {
+		for _, v := range r.Header["X-Forwarded-For"] {
+			_, _ = w.WriteString(v)
+			_, _ = w.WriteString(", ")
+		}
+	}
+	if peer.IsValid() {
+		var buf [64]byte
+		_, _ = w.Write(peer.AppendTo(buf[:0]))
+	}
+	_, _ = w.WriteString("\r\n")
+	writeField(w, "X-Forwarded-Host", r.Host)
+	if r.TLS != nil {
+		_, _ = w.WriteString("X-Forwarded-Proto: https\r\n")
+	} else {
+		_, _ = w.WriteString("X-Forwarded-Proto: http\r\n")
+	}
+	if r.ContentLength > 0 {
+		_, _ = w.WriteString("Content-Length: ")
+		var buf [20]byte
+		_, _ = w.Write(strconv.AppendInt(buf[:0], r.ContentLength, 10))
+		_, _ = w.WriteString("\r\n")
+	} else if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+		_, _ = w.WriteString("Content-Length: 0\r\n")
+	}
+	_, err := w.WriteString("\r\n")
+	return err
+}
+
+func writeField(w *bufio.Writer, k, v string) {
+	_, _ = w.WriteString(k)
+	_, _ = w.WriteString(": ")
+	_, _ = w.WriteString(v)
+	_, _ = w.WriteString("\r\n")
+}
+
+// serveFast proxies r on the synchronous path. The response handling
+// mirrors httputil.ReverseProxy: hop-by-hop headers removed, trailers
+// announced and forwarded, event streams and unknown-length bodies flushed
+// as they arrive, and an upstream that breaks mid-body aborts the client's
+// response (http.ErrAbortHandler) instead of ending it as if complete.
+func (p *Proxy) serveFast(w *responseWriter, r *http.Request, up *upstream, peer netip.Addr) {
+	resp, err := up.sync.Exchange(r, up.host, replayableMethod(r), func(bw *bufio.Writer) error {
+		return p.writeHead(bw, r, up, peer)
+	})
+	if err != nil {
+		p.upstreamError(w, r, err)
+		return
+	}
+	defer resp.Body.Close()
+
+	h := w.Header()
+	conn := connectionTokens(resp.Header)
+	for k, vs := range resp.Header {
+		if skipResponseHeader(k) || conn != nil && contains(conn, k) {
+			continue
+		}
+		h[k] = vs
+	}
+	if len(resp.Trailer) > 0 {
+		names := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			names = append(names, k)
+		}
+		h["Trailer"] = []string{strings.Join(names, ", ")}
+	}
+	w.WriteHeader(resp.StatusCode)
+
+	flush := resp.ContentLength == -1 || isEventStream(resp.Header.Get("Content-Type"))
+	buf := p.bufs.Get()
+	err = copyBody(w, resp.Body, buf, flush)
+	p.bufs.Put(buf)
+	if err != nil {
+		if errors.Is(err, errUpstreamBody) && r.Context().Err() == nil {
+			if p.Observer != nil {
+				p.Observer.UpstreamError("body")
+			}
+			p.Log.Warn().Str("method", r.Method).Str("path", r.URL.Path).Msg("upstream broke the response body")
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	for k, vs := range resp.Trailer {
+		h[k] = vs
+	}
+}
+
+func isEventStream(ct string) bool {
+	return strings.HasPrefix(ct, "text/event-stream")
+}
+
+var errUpstreamBody = errors.New("read upstream body")
+
+// copyBody copies src to w with buf, flushing after each write when flush
+// is set. A failure to read src is wrapped in errUpstreamBody.
+func copyBody(w *responseWriter, src io.Reader, buf []byte, flush bool) error {
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, werr := w.ResponseWriter.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if flush {
+				w.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return errors.Join(errUpstreamBody, rerr)
+		}
+	}
+}
