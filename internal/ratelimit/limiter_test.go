@@ -363,7 +363,7 @@ func TestRun(t *testing.T) {
 func TestMaxKeys(t *testing.T) {
 	keys := 1_000_000
 	if testing.Short() || raceEnabled {
-		keys = 200_000
+		keys = 150_000
 	}
 	const maxKeys = 1000
 	synctest.Test(t, func(t *testing.T) {
