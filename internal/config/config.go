@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -59,6 +60,9 @@ func EnvName(flag string) string {
 func Apply(fs *pflag.FlagSet, path string, getenv func(string) string) error {
 	var file map[string]any
 	if path != "" {
+		if err := checkConfigPath(path); err != nil {
+			return err
+		}
 		v := viper.New()
 		v.SetConfigFile(path)
 		if err := v.ReadInConfig(); err != nil {
@@ -93,6 +97,24 @@ func Apply(fs *pflag.FlagSet, path string, getenv func(string) string) error {
 		}
 	})
 	return firstErr
+}
+
+func checkConfigPath(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return Usagef("config", "--config: read %s: file not found", path)
+	case err != nil:
+		return Usagef("config", "--config: read %s: %v", path, err)
+	case fi.IsDir():
+		return Usagef("config", "--config: read %s: is a directory", path)
+	}
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".yaml", ".yml", ".json", ".toml":
+		return nil
+	default:
+		return Usagef("config", "--config: %s: unsupported file type %q (use .yaml, .yml, .json or .toml)", path, filepath.Ext(path))
+	}
 }
 
 func checkKeys(fs *pflag.FlagSet, file map[string]any, path string) error {
