@@ -100,9 +100,9 @@ func runDemo(ctx context.Context, f *factory, o *demoOptions) error {
 	}
 	tourErr := tour(gctx, f.Stdout, "http://"+addrs[0], addrs[1])
 	if tourErr == nil && o.Serve {
-		fmt.Fprintf(f.Stdout, "\nServing until interrupted (Ctrl-C):\n  proxy     http://%s   (try: curl -H 'X-Proxy-Session: mine' http://%s/hello)\n  upstream  %s\n", addrs[0], addrs[0], target)
+		_, _ = fmt.Fprintf(f.Stdout, "\nServing until interrupted (Ctrl-C):\n  proxy     http://%s   (try: curl -H 'X-Proxy-Session: mine' http://%s/hello)\n  upstream  %s\n", addrs[0], addrs[0], target)
 		if addrs[1] != "" {
-			fmt.Fprintf(f.Stdout, "  admin     http://%s/api/sessions\n", addrs[1])
+			_, _ = fmt.Fprintf(f.Stdout, "  admin     http://%s/api/sessions\n", addrs[1])
 		}
 		<-gctx.Done()
 	}
@@ -128,18 +128,18 @@ func tour(ctx context.Context, out io.Writer, proxy, admin string) error {
 		if err != nil {
 			return 0, nil, "", err
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		return resp.StatusCode, resp.Header, strings.TrimSpace(string(b)), err
 	}
-	fmt.Fprintf(out, "proxyctl demo: a built-in upstream behind `proxyctl forward http` at %s\n", proxy)
-	fmt.Fprintf(out, "rate limit: endpoint=5/s:5   session header: X-Proxy-Session\n\n")
+	_, _ = fmt.Fprintf(out, "proxyctl demo: a built-in upstream behind `proxyctl forward http` at %s\n", proxy)
+	_, _ = fmt.Fprintf(out, "rate limit: endpoint=5/s:5   session header: X-Proxy-Session\n\n")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tREQUEST\tSESSION\tSTATUS\tWHAT HAPPENED")
+	_, _ = fmt.Fprintln(tw, "#\tREQUEST\tSESSION\tSTATUS\tWHAT HAPPENED")
 	n := 0
 	row := func(req, sess string, code int, what string) {
 		n++
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\n", n, req, sess, code, what)
+		_, _ = fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\n", n, req, sess, code, what)
 	}
 	code, _, body, err := do("GET", proxy+"/hello", map[string]string{"X-Proxy-Session": "demo-1"})
 	if err != nil {
@@ -160,7 +160,7 @@ func tour(ctx context.Context, out io.Writer, proxy, admin string) error {
 		what += "; Proxy-Authorization was stripped"
 	}
 	row("GET /echo", "demo-1", code, what)
-	for i := 0; i < 5; i++ {
+	for range 5 {
 		code, hdr, _, err := do("GET", proxy+"/status/204", nil)
 		if err != nil {
 			return fmt.Errorf("demo request: %w", err)
@@ -171,7 +171,7 @@ func tour(ctx context.Context, out io.Writer, proxy, admin string) error {
 		}
 		row("GET /status/204", "(per-client)", code, what)
 	}
-	for i := 0; i < 2; i++ {
+	for range 2 {
 		code, hdr, _, err := do("GET", proxy+"/status/204", nil)
 		if err != nil {
 			return fmt.Errorf("demo request: %w", err)
@@ -202,13 +202,13 @@ func tour(ctx context.Context, out io.Writer, proxy, admin string) error {
 		if err != nil {
 			return fmt.Errorf("demo admin request: %w", err)
 		}
-		fmt.Fprintln(out, "\nFrom the admin API's /metrics:")
-		for _, line := range strings.Split(body, "\n") {
+		_, _ = fmt.Fprintln(out, "\nFrom the admin API's /metrics:")
+		for line := range strings.SplitSeq(body, "\n") {
 			if strings.HasPrefix(line, "proxyctl_http_requests_total") || strings.HasPrefix(line, "proxyctl_sessions{") || strings.HasPrefix(line, "proxyctl_rate_limited_total") {
-				fmt.Fprintln(out, "  "+line)
+				_, _ = fmt.Fprintln(out, "  "+line)
 			}
 		}
 	}
-	fmt.Fprintf(out, "\nNext: `proxyctl forward http --target URL` in front of your own service; `proxyctl demo --serve` keeps this one running.\n")
+	_, _ = fmt.Fprintf(out, "\nNext: `proxyctl forward http --target URL` in front of your own service; `proxyctl demo --serve` keeps this one running.\n")
 	return nil
 }

@@ -191,11 +191,12 @@ func runForwardHTTP(ctx context.Context, f *factory, o *forwardHTTPOptions) erro
 		}
 		return nil
 	})
-	ev := o.Log.Info().Str("listen", ln.Addr().String()).Str("admin", rt.AdminAddr())
+	target := ""
 	if o.Target != nil {
-		ev = ev.Str("target", o.Target.Redacted())
+		target = o.Target.Redacted()
 	}
-	ev.Strs("services", config.ServiceNames(o.Services)).Str("session_mode", string(o.Session.Mode)).Msg("forwarding http")
+	o.Log.Info().Str("listen", ln.Addr().String()).Str("admin", rt.AdminAddr()).Str("target", target).
+		Strs("services", config.ServiceNames(o.Services)).Str("session_mode", string(o.Session.Mode)).Msg("forwarding http")
 	if o.Ready != nil {
 		o.Ready(ln.Addr().String(), rt.AdminAddr())
 	}

@@ -116,7 +116,7 @@ func TestSessionsPagination(t *testing.T) {
 	}
 	var ids []string
 	next := ""
-	for page := 0; page < 5; page++ {
+	for range 5 {
 		code, body := call(t, "GET", srv.URL+"/api/sessions?limit=2&since="+next, "", "")
 		if code != 200 {
 			t.Fatalf("list: %d %v", code, body)

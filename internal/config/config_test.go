@@ -101,8 +101,7 @@ func TestErrorsNameTheFlag(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want it to contain %q", err, tc.want)
 			}
-			var ue *config.UsageError
-			if !errors.As(err, &ue) {
+			if _, ok := errors.AsType[*config.UsageError](err); !ok {
 				t.Errorf("error %T is not a usage error", err)
 			}
 			if strings.Contains(err.Error(), "\n") {

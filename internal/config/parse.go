@@ -111,7 +111,7 @@ func redactURL(u *url.URL) string {
 func ParseServiceMap(vals []string) (map[string]*url.URL, error) {
 	out := map[string]*url.URL{}
 	for _, v := range vals {
-		for _, entry := range strings.Split(v, ",") {
+		for entry := range strings.SplitSeq(v, ",") {
 			entry = strings.TrimSpace(entry)
 			if entry == "" {
 				continue
@@ -149,7 +149,7 @@ func ServiceNames(m map[string]*url.URL) []string {
 func ParsePrefixes(vals []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, v := range vals {
-		for _, s := range strings.Split(v, ",") {
+		for s := range strings.SplitSeq(v, ",") {
 			s = strings.TrimSpace(s)
 			if s == "" {
 				continue

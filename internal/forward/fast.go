@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -99,12 +101,7 @@ func connectionTokens(h http.Header) []string {
 }
 
 func contains(list []string, k string) bool {
-	for _, s := range list {
-		if s == k {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(list, k)
 }
 
 // writeHead writes the outbound request head straight from the inbound
@@ -176,7 +173,7 @@ func (p *Proxy) serveFast(w *responseWriter, r *http.Request, up *upstream, peer
 		p.upstreamError(w, r, err)
 		return
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 
 	h := w.Header()
 	conn := connectionTokens(resp.Header)
@@ -209,9 +206,7 @@ func (p *Proxy) serveFast(w *responseWriter, r *http.Request, up *upstream, peer
 		}
 		return
 	}
-	for k, vs := range resp.Trailer {
-		h[k] = vs
-	}
+	maps.Copy(h, resp.Trailer)
 }
 
 func isEventStream(ct string) bool {

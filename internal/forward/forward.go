@@ -51,8 +51,8 @@ type Observer interface {
 	Refused(status int)
 }
 
-// Session errors the proxy maps to status codes. The session manager's
-// errors satisfy errors.Is with these through SessionErrors.
+// SessionErrors are the session manager's sentinel errors, which the proxy
+// maps to status codes (400, 404, 403, 503).
 type SessionErrors struct {
 	Missing, Unknown, Ended, TooMany, Unavailable, InvalidID error
 }
@@ -328,8 +328,7 @@ func (p *Proxy) upstreamError(rw http.ResponseWriter, r *http.Request, err error
 		// The client went away; nothing to answer.
 		return
 	}
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		p.refuse(rw, http.StatusRequestEntityTooLarge, "request body too large")
 		return
 	}

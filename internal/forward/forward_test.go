@@ -416,7 +416,7 @@ func testSSEArrivesEventByEvent(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		rc := http.NewResponseController(w)
-		for i := 0; i < 3; i++ {
+		for range 3 {
 			_, _ = io.WriteString(w, "data: event\n\n")
 			_ = rc.Flush()
 			select {
@@ -435,7 +435,7 @@ func testSSEArrivesEventByEvent(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	br := bufio.NewReader(resp.Body)
-	for i := 0; i < 3; i++ {
+	for i := range 3 {
 		// Each event must arrive while the upstream is still blocked
 		// before sending the next one: no buffering in the proxy.
 		line, err := br.ReadString('\n')
@@ -562,7 +562,7 @@ func testLargeBodiesStreamWithFlatMemory(t *testing.T) {
 }
 
 func testMaxBodySize(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 	}))
 	defer up.Close()

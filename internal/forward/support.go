@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -76,10 +77,10 @@ func (p *Proxy) clientIP(r *http.Request, peer netip.Addr) netip.Addr {
 	}
 	vals := r.Header.Values("X-Forwarded-For")
 	client := peer
-	for i := len(vals) - 1; i >= 0; i-- {
-		parts := strings.Split(vals[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+	for _, val := range slices.Backward(vals) {
+		parts := strings.Split(val, ",")
+		for _, part := range slices.Backward(parts) {
+			a, err := netip.ParseAddr(strings.TrimSpace(part))
 			if err != nil {
 				return client
 			}

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"hash/maphash"
+	"maps"
 	"math"
 	"strings"
 	"sync"
@@ -128,7 +129,7 @@ func New(specs []Spec, opts Options) *Limiter {
 			for i := range t.shards {
 				t.shards[i].m = make(map[string]*entry)
 			}
-			t.mask = uint64(n - 1)
+			t.mask = uint64(n - 1) //nolint:gosec // n is a power of two in [1, 64]
 			t.perShard = maxKeys / n
 			l.keyed = append(l.keyed, t)
 		}
@@ -301,9 +302,7 @@ func (l *Limiter) Evict() int {
 			// burst of keys does not pin its peak memory forever.
 			if s.peak >= 64 && len(s.m) <= s.peak/4 {
 				m := make(map[string]*entry, len(s.m))
-				for key, e := range s.m {
-					m[key] = e
-				}
+				maps.Copy(m, s.m)
 				s.m, s.peak = m, len(m)
 			}
 			s.mu.Unlock()

@@ -61,7 +61,7 @@ func TestSyncReusesConnections(t *testing.T) {
 	})
 	rt := transport.NewSync(transport.Options{})
 	defer rt.CloseIdleConnections()
-	for i := 0; i < 20; i++ {
+	for range 20 {
 		_, body := do(t, rt, "GET", srv.URL+"/a?b=c", nil, -1)
 		if body != `GET /a?b=c  ua="Go-http-client/1.1" len=0` && body != `GET /a?b=c  ua="" len=0` {
 			t.Fatalf("body %q", body)
@@ -81,7 +81,7 @@ func TestSyncResponseKinds(t *testing.T) {
 		switch r.URL.Path {
 		case "/chunked":
 			w.Header().Set("Trailer", "X-Sum")
-			for i := 0; i < 3; i++ {
+			for i := range 3 {
 				fmt.Fprintf(w, "part%d;", i)
 				w.(http.Flusher).Flush()
 			}
@@ -125,7 +125,7 @@ func TestSyncConnectionClose(t *testing.T) {
 		_, _ = io.WriteString(w, "x")
 	})
 	rt := transport.NewSync(transport.Options{})
-	for i := 0; i < 3; i++ {
+	for range 3 {
 		do(t, rt, "GET", srv.URL, nil, -1)
 	}
 	if n := conns.Load(); n != 3 {
@@ -139,7 +139,7 @@ func TestSyncPartialBodyIsNotReused(t *testing.T) {
 	})
 	rt := transport.NewSync(transport.Options{})
 	defer rt.CloseIdleConnections()
-	for i := 0; i < 2; i++ {
+	for range 2 {
 		req, _ := http.NewRequestWithContext(t.Context(), "GET", srv.URL, nil)
 		resp, err := rt.RoundTrip(req)
 		if err != nil {

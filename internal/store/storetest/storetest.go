@@ -334,7 +334,7 @@ func testPagination(t *testing.T, st store.Store) {
 	// Odd ids: ordering is by id, not insertion, and ids may need escaping.
 	want = append(want, "A", "z/ü?&=", "s-010a")
 	insert := slices.Clone(want)
-	rand.Shuffle(len(insert), func(i, j int) { insert[i], insert[j] = insert[j], insert[i] })
+	rand.Shuffle(len(insert), func(i, j int) { insert[i], insert[j] = insert[j], insert[i] }) //nolint:gosec // test data order, not security
 	for _, id := range insert {
 		mustCreate(t, st, newSession(id))
 	}
