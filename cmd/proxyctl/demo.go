@@ -60,7 +60,7 @@ func runDemo(ctx context.Context, f *factory, o *demoOptions) error {
 	g.Go(func() error { return server.Run(gctx, upSrv, upLn, time.Second) })
 
 	target, _ := url.Parse("http://" + upLn.Addr().String())
-	specs, err := ratelimit.ParseSpecs([]string{"endpoint=5/s:5"})
+	specs, err := ratelimit.ParseSpecs([]string{"endpoint=5/m:5"})
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func tour(ctx context.Context, out io.Writer, proxy, admin string) error {
 		return resp.StatusCode, resp.Header, strings.TrimSpace(string(b)), err
 	}
 	_, _ = fmt.Fprintf(out, "proxyctl demo: a built-in upstream behind `proxyctl forward http` at %s\n", proxy)
-	_, _ = fmt.Fprintf(out, "rate limit: endpoint=5/s:5   session header: X-Proxy-Session\n\n")
+	_, _ = fmt.Fprintf(out, "rate limit: endpoint=5/m:5 (burst 5)   session header: X-Proxy-Session\n\n")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "#\tREQUEST\tSESSION\tSTATUS\tWHAT HAPPENED")
 	n := 0

@@ -70,14 +70,13 @@ func exitCode(err error, cmd *cobra.Command, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	var ee *exitError
-	if errors.As(err, &ee) {
+	if ee, ok := errors.AsType[*exitError](err); ok {
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "proxyctl: %v\n", err)
+	_, _ = fmt.Fprintf(stderr, "proxyctl: %v\n", err)
 	if isUsage(err) {
 		if cmd != nil {
-			fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+			_, _ = fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
 		return exitUsage
 	}
@@ -85,8 +84,7 @@ func exitCode(err error, cmd *cobra.Command, stderr io.Writer) int {
 }
 
 func isUsage(err error) bool {
-	var ue *config.UsageError
-	if errors.As(err, &ue) {
+	if _, ok := errors.AsType[*config.UsageError](err); ok {
 		return true
 	}
 	// cobra reports unknown subcommands with a plain error.
@@ -121,7 +119,7 @@ func newRootCmd(f *factory) *cobra.Command {
 		Args:  usageArgs(cobra.NoArgs),
 		RunE:  groupRunE,
 	}
-	fwd.AddCommand(newForwardHTTPCmd(f, nil))
+	fwd.AddCommand(newForwardHTTPCmd(f, nil), newForwardStdioCmd(f, nil))
 	root.AddCommand(fwd, newVersionCmd(f), newDemoCmd(f, nil))
 	return root
 }
@@ -179,7 +177,7 @@ func (f *factory) logger() zerolog.Logger {
 	if err != nil {
 		lvl = zerolog.InfoLevel
 	}
-	var w io.Writer = f.Stderr
+	var w = f.Stderr
 	console := f.global.LogFormat == "console"
 	if f.global.LogFormat == "auto" {
 		if fd, ok := f.Stderr.(interface{ Fd() uintptr }); ok && isatty.IsTerminal(fd.Fd()) {

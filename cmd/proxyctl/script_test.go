@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +25,7 @@ func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"proxyctl":      main,
 		"demo-upstream": demoUpstreamMain,
+		"jsonrpc-echo":  jsonrpcEchoMain,
 	})
 }
 
@@ -39,6 +43,32 @@ func demoUpstreamMain() {
 		_ = srv.Close()
 	}()
 	_ = srv.Serve(ln)
+}
+
+// jsonrpcEchoMain is a minimal stdio JSON-RPC server for scripts: it
+// answers each request with {"echo": method, "params": params}, ignores
+// notifications, says "ready" on stderr, and exits 3 on the method "crash".
+func jsonrpcEchoMain() {
+	fmt.Fprintln(os.Stderr, "jsonrpc-echo: ready")
+	sc := bufio.NewScanner(os.Stdin)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		var msg struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
+		}
+		if json.Unmarshal(sc.Bytes(), &msg) != nil || msg.ID == nil {
+			continue
+		}
+		if msg.Method == "crash" {
+			os.Exit(3)
+		}
+		if msg.Params == nil {
+			msg.Params = json.RawMessage("null")
+		}
+		fmt.Printf("{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"echo\":%q,\"params\":%s}}\n", msg.ID, msg.Method, msg.Params)
+	}
 }
 
 func TestScripts(t *testing.T) {
@@ -60,6 +90,7 @@ func TestScripts(t *testing.T) {
 			"fetch":     cmdFetch,
 			"waitport":  cmdWaitPort,
 			"exit-code": cmdExitCode,
+			"cmp-lines": cmdCmpLines,
 		},
 	})
 }
@@ -124,6 +155,24 @@ func cmdFetch(ts *testscript.TestScript, neg bool, args []string) {
 	_, _ = ts.Stdout().Write(b)
 	if neg {
 		ts.Fatalf("fetch succeeded")
+	}
+}
+
+// cmp-lines stdout|FILE FILE compares the lines of two files ignoring
+// their order (responses the proxy makes itself overtake the child's).
+func cmdCmpLines(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: cmp-lines stdout|FILE FILE")
+	}
+	read := func(name string) []string {
+		text := ts.ReadFile(name)
+		lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+		slices.Sort(lines)
+		return lines
+	}
+	got, want := read(args[0]), read(args[1])
+	if same := slices.Equal(got, want); same == neg {
+		ts.Fatalf("lines of %s and %s (sorted):\n%s\n---\n%s", args[0], args[1], strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

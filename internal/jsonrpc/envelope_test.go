@@ -1,0 +1,172 @@
+package jsonrpc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestPeek(t *testing.T) {
+	tests := []struct {
+		name string
+		msg  string
+		want Envelope
+	}{
+		{"request", `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`,
+			Envelope{JSONRPC: "2.0", ID: json.RawMessage("1"), Method: "tools/list", HasMethod: true, Params: json.RawMessage("{}")}},
+		{"string id, spaces", ` { "method" : "a\/b" , "id" : "x\"y" } `,
+			Envelope{ID: json.RawMessage(`"x\"y"`), Method: "a/b", HasMethod: true}},
+		{"notification", `{"jsonrpc":"2.0","method":"notifications/initialized"}`,
+			Envelope{JSONRPC: "2.0", Method: "notifications/initialized", HasMethod: true}},
+		{"result", `{"jsonrpc":"2.0","id":null,"result":{"content":[1,2.5e3,true,false,null]}}`,
+			Envelope{JSONRPC: "2.0", ID: json.RawMessage("null"), HasResult: true}},
+		{"error", `{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"Method not found"}}`,
+			Envelope{JSONRPC: "2.0", ID: json.RawMessage("7"), HasError: true}},
+		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"a"}]`, Envelope{IsBatch: true}},
+		{"escaped key", `{"\u006dethod":"m"}`, Envelope{Method: "m", HasMethod: true}},
+		{"unicode", `{"method":"é世🎉"}`, Envelope{Method: "é世🎉", HasMethod: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Peek([]byte(tt.msg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			gb, _ := json.Marshal(got)
+			wb, _ := json.Marshal(tt.want)
+			if !bytes.Equal(gb, wb) {
+				t.Fatalf("got %s, want %s", gb, wb)
+			}
+		})
+	}
+}
+
+func TestPeekInvalid(t *testing.T) {
+	for _, msg := range []string{"", "   ", "hello", `{"a":}`, `{"a":1,}`, `{"a":1}x`, `{"a":"\x01"}`,
+		`{"a":01}`, `{"a":tru}`, `{"a":"\q"}`, `{"a":"\u12"}`, `[1,2`, `{"a" 1}`, strings.Repeat("[", 20000)} {
+		if _, err := Peek([]byte(msg)); err == nil {
+			t.Errorf("Peek(%.40q): no error", msg)
+		}
+	}
+	if _, err := Peek([]byte(`"str"`)); !errors.Is(err, ErrNotMessage) {
+		t.Errorf("Peek(string): got %v, want ErrNotMessage", err)
+	}
+}
+
+func TestIDFromPrefixAndSuffix(t *testing.T) {
+	prefix := []struct{ head, want string }{
+		{`{"jsonrpc":"2.0","id":12,"method":"x","params":{"a":"bbbb`, "12"},
+		{`{"jsonrpc":"2.0","id":12`, ""}, // could be 123...
+		{`{"id":"a\"b", "x`, `"a\"b"`},
+		{`{"params":{"id":1},"id":2,`, "2"},
+		{`{"params":{"id":1,"x":"aaaa`, ""},
+		{`[{"id":1}`, ""},
+	}
+	for _, tt := range prefix {
+		if got := string(IDFromPrefix([]byte(tt.head))); got != tt.want {
+			t.Errorf("IDFromPrefix(%q) = %q, want %q", tt.head, got, tt.want)
+		}
+	}
+	suffix := []struct{ tail, want string }{
+		{`aaa"},"jsonrpc":"2.0","id":3}`, "3"},
+		{`aaa"}, "id" : "r-1" }` + "\r\n", `"r-1"`},
+		{`aaa","id":3}}`, ""},
+		{`aaa"},"xid":3}`, ""},
+		{`aaa"},"id":"a\"b"}`, ""},
+		{`aaa"},"id":-1.5e3}`, "-1.5e3"},
+	}
+	for _, tt := range suffix {
+		if got := string(IDFromSuffix([]byte(tt.tail))); got != tt.want {
+			t.Errorf("IDFromSuffix(%q) = %q, want %q", tt.tail, got, tt.want)
+		}
+	}
+}
+
+func TestResponses(t *testing.T) {
+	got := string(ErrorResponse(json.RawMessage(`"a"`), -32029, "rate limit exceeded", map[string]any{"retryAfterMs": 250, "tier": "endpoint"}))
+	want := `{"jsonrpc":"2.0","id":"a","error":{"code":-32029,"message":"rate limit exceeded","data":{"retryAfterMs":250,"tier":"endpoint"}}}`
+	if got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	if got := string(ErrorResponse(nil, -32600, "message too large", nil)); got != `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"message too large"}}` {
+		t.Fatalf("got %s", got)
+	}
+	res, err := ResultResponse(json.RawMessage("1"), json.RawMessage("{\n \"tools\": []\n}"))
+	if err != nil || string(res) != `{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}` {
+		t.Fatalf("got %s, %v", res, err)
+	}
+}
+
+func FuzzPeek(f *testing.F) {
+	for _, s := range []string{`{"jsonrpc":"2.0","id":1,"method":"m","params":{}}`, `[1]`, `{"id":"x","result":null}`,
+		`{"a":"\ud83c\udf89"}`, `1`, `{"a":-0.5E+2}`, `{`, `{"method":"\u00e9"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		env, err := Peek(msg)
+		valid := json.Valid(msg)
+		if err == nil && !valid {
+			t.Fatalf("Peek accepted invalid JSON %q", msg)
+		}
+		if err != nil {
+			if valid && !errors.Is(err, ErrNotMessage) {
+				// Only nesting deeper than encoding/json's limit may differ.
+				var se *SyntaxError
+				if !errors.As(err, &se) || se.Msg != "nested too deeply" {
+					t.Fatalf("Peek rejected valid JSON %q: %v", msg, err)
+				}
+			}
+			return
+		}
+		_ = PeekPrefix(msg[:len(msg)/2])
+		_ = IDFromSuffix(msg)
+		if env.IsBatch {
+			return
+		}
+		var ref map[string]json.RawMessage // case-sensitive, last duplicate wins
+		if json.Unmarshal(msg, &ref) != nil {
+			return
+		}
+		if m, ok := ref["method"]; ok {
+			var s string
+			if json.Unmarshal(m, &s) == nil && (!env.HasMethod || env.Method != s) {
+				t.Fatalf("method: got %q %v, want %q", env.Method, env.HasMethod, s)
+			}
+		}
+		if id, ok := ref["id"]; ok && !bytes.Equal(env.ID, id) {
+			t.Fatalf("id: got %s, want %s", env.ID, id)
+		}
+		if id := IDFromPrefix(msg); id != nil && !json.Valid(id) {
+			t.Fatalf("IDFromPrefix returned invalid JSON %q", id)
+		}
+	})
+}
+
+func TestHasSpecial(t *testing.T) {
+	for pos := range 8 {
+		for c := range 256 {
+			w := []byte("aaaaaaaa")
+			w[pos] = byte(c)
+			x := uint64(0)
+			for i := 7; i >= 0; i-- {
+				x = x<<8 | uint64(w[i])
+			}
+			want := c < 0x20 || c == '"' || c == '\\'
+			if got := hasSpecial(x); got != want {
+				t.Fatalf("byte %#x at %d: got %v, want %v", c, pos, got, want)
+			}
+		}
+	}
+}
+
+func BenchmarkPeek(b *testing.B) {
+	msg := []byte(`{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"` + strings.Repeat("lorem ipsum é ", 75000) + `"}]}}`)
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if _, err := Peek(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
