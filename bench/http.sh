@@ -3,9 +3,11 @@
 # machine, loopback only. Each round runs wrk against:
 #   direct   nginx serving a 1 KB static file
 #   nginx    nginx as a keep-alive reverse proxy in front of it
-#   proxyctl proxyctl forward http in front of it
-# and prints req/s, p99 and the ratio proxyctl/nginx for the round (the
-# machine is noisy: compare the ratios of one round, not absolute numbers).
+#   proxyctl proxyctl forward http in front of it (Go's default GOMAXPROCS)
+#   pxc-1    the same with GOMAXPROCS=1: one core, like the nginx worker
+#            (worker_processes 1) it is compared with
+# and prints req/s, p99 and the ratios to nginx for the round (the machine
+# is noisy: compare the ratios of one round, not absolute numbers).
 #
 # Needs the Debian packages nginx and wrk (bench/setup.sh installs them).
 # Environment: ROUNDS (3), DURATION (5s), CONNS (32), THREADS (1),
@@ -33,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-UP=$(free_port); NGX=$(free_port); PXC=$(free_port)
+UP=$(free_port); NGX=$(free_port); PXC=$(free_port); PX1=$(free_port)
 
 mkdir -p "$work/html" "$work/logs"
 head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 >"$work/html/1k.txt"
@@ -65,8 +67,12 @@ pids+=($!)
 "$work/proxyctl" forward http --target "http://127.0.0.1:$UP" --listen "127.0.0.1:$PXC" \
 	--admin-listen off --log-level warn $PROXYCTL_ARGS 2>"$work/logs/proxyctl.log" &
 pids+=($!)
+# shellcheck disable=SC2086
+GOMAXPROCS=1 "$work/proxyctl" forward http --target "http://127.0.0.1:$UP" --listen "127.0.0.1:$PX1" \
+	--admin-listen off --log-level warn $PROXYCTL_ARGS 2>"$work/logs/proxyctl-1.log" &
+pids+=($!)
 
-for port in $UP $NGX $PXC; do
+for port in $UP $NGX $PXC $PX1; do
 	for _ in $(seq 50); do
 		curl -fsS -o /dev/null "http://127.0.0.1:$port/1k.txt" 2>/dev/null && break
 		sleep 0.1
@@ -85,20 +91,26 @@ run_wrk() {
 }
 
 echo "# wrk -t$THREADS -c$CONNS -d$DURATION, 1 KB static file, $(nproc) cores, $(date -u +%FT%TZ)"
-printf '%-6s %12s %12s %12s %9s %10s %10s %10s %8s\n' round direct_rps nginx_rps proxyctl_rps ratio direct_p99 nginx_p99 pxc_p99 p99x
-ratios=()
+printf '%-5s %9s %9s %9s %9s | %6s %6s | %8s %8s %8s %8s | %6s %6s\n' \
+	round direct nginx proxyctl pxc-1 ratio ratio1 d_p99 n_p99 p_p99 p1_p99 p99x p99x1
+ratios=(); ratios1=(); p99s=(); p99s1=()
 for r in $(seq "$ROUNDS"); do
 	read -r d_rps d_p99 d_bad < <(run_wrk "$UP")
 	read -r n_rps n_p99 n_bad < <(run_wrk "$NGX")
 	read -r p_rps p_p99 p_bad < <(run_wrk "$PXC")
-	if [[ "$d_bad$n_bad$p_bad" != "000" ]]; then
-		echo "bench: non-2xx responses (direct $d_bad, nginx $n_bad, proxyctl $p_bad): numbers are not valid" >&2
+	read -r q_rps q_p99 q_bad < <(run_wrk "$PX1")
+	if [[ "$d_bad$n_bad$p_bad$q_bad" != "0000" ]]; then
+		echo "bench: non-2xx responses (direct $d_bad, nginx $n_bad, proxyctl $p_bad/$q_bad): numbers are not valid" >&2
 		exit 1
 	fi
 	ratio=$(awk -v a="$p_rps" -v b="$n_rps" 'BEGIN {printf "%.2f", a/b}')
+	ratio1=$(awk -v a="$q_rps" -v b="$n_rps" 'BEGIN {printf "%.2f", a/b}')
 	p99x=$(awk -v a="$p_p99" -v b="$n_p99" 'BEGIN {printf "%.2f", a/b}')
-	ratios+=("$ratio")
-	printf '%-6s %12.0f %12.0f %12.0f %9s %9.2fms %9.2fms %9.2fms %8s\n' "$r" "$d_rps" "$n_rps" "$p_rps" "${ratio}x" "$d_p99" "$n_p99" "$p_p99" "${p99x}x"
+	p99x1=$(awk -v a="$q_p99" -v b="$n_p99" 'BEGIN {printf "%.2f", a/b}')
+	ratios+=("$ratio"); ratios1+=("$ratio1"); p99s+=("$p99x"); p99s1+=("$p99x1")
+	printf '%-5s %9.0f %9.0f %9.0f %9.0f | %5sx %5sx | %6.2fms %6.2fms %6.2fms %6.2fms | %5sx %5sx\n' \
+		"$r" "$d_rps" "$n_rps" "$p_rps" "$q_rps" "$ratio" "$ratio1" "$d_p99" "$n_p99" "$p_p99" "$q_p99" "$p99x" "$p99x1"
 done
-median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-echo "median proxyctl/nginx throughput ratio: ${median}x"
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "median throughput vs nginx: proxyctl $(median "${ratios[@]}")x, proxyctl GOMAXPROCS=1 $(median "${ratios1[@]}")x"
+echo "median p99 vs nginx:        proxyctl $(median "${p99s[@]}")x, proxyctl GOMAXPROCS=1 $(median "${p99s1[@]}")x"

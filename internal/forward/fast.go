@@ -131,8 +131,7 @@ func (p *Proxy) writeHead(w *bufio.Writer, r *http.Request, up *upstream, peer n
 		}
 	}
 	if peer.IsValid() {
-		var buf [64]byte
-		_, _ = w.Write(peer.AppendTo(buf[:0]))
+		_, _ = w.Write(peer.AppendTo(w.AvailableBuffer())) // no allocation
 	}
 	_, _ = w.WriteString("\r\n")
 	writeField(w, "X-Forwarded-Host", r.Host)
@@ -143,8 +142,7 @@ func (p *Proxy) writeHead(w *bufio.Writer, r *http.Request, up *upstream, peer n
 	}
 	if r.ContentLength > 0 {
 		_, _ = w.WriteString("Content-Length: ")
-		var buf [20]byte
-		_, _ = w.Write(strconv.AppendInt(buf[:0], r.ContentLength, 10))
+		_, _ = w.Write(strconv.AppendInt(w.AvailableBuffer(), r.ContentLength, 10))
 		_, _ = w.WriteString("\r\n")
 	} else if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 		_, _ = w.WriteString("Content-Length: 0\r\n")
