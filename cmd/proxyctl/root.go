@@ -66,18 +66,16 @@ func runEnv(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	return exitCode(err, cmd, stderr)
 }
 
-func exitCode(err error, cmd *cobra.Command, stderr io.Writer) int {
+func exitCode(err error, _ *cobra.Command, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
 	if ee, ok := errors.AsType[*exitError](err); ok {
 		return ee.code
 	}
+	// One line, naming the culprit; `--help` is one flag away.
 	_, _ = fmt.Fprintf(stderr, "proxyctl: %v\n", err)
 	if isUsage(err) {
-		if cmd != nil {
-			_, _ = fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
-		}
 		return exitUsage
 	}
 	return exitFailure
