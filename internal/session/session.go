@@ -793,6 +793,41 @@ func (m *Manager) sweepAll(ctx context.Context, expire bool) {
 		}
 		m.sweepOne(ctx, w, expire)
 	}
+	m.pruneAliases()
+}
+
+// pruneAliases forgets default-session renewals whose session is no longer
+// cached (it ended and was pruned), so the alias map stays bounded by the
+// cache however many clients come and go. A client that returns later
+// finds its original default session ended and is renewed again.
+func (m *Manager) pruneAliases() {
+	type pair struct{ def, cur string }
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.RLock()
+		pairs := make([]pair, 0, len(sh.alias))
+		for def, cur := range sh.alias {
+			pairs = append(pairs, pair{def, cur})
+		}
+		sh.mu.RUnlock()
+		// Lookups take the target's shard lock: never while holding this one.
+		var stale []pair
+		for _, p := range pairs {
+			if m.lookup(p.cur) == nil {
+				stale = append(stale, p)
+			}
+		}
+		if len(stale) == 0 {
+			continue
+		}
+		sh.mu.Lock()
+		for _, p := range stale {
+			if sh.alias[p.def] == p.cur { // not renewed meanwhile
+				delete(sh.alias, p.def)
+			}
+		}
+		sh.mu.Unlock()
+	}
 }
 
 func (m *Manager) sweepOne(ctx context.Context, w swept, expire bool) {
