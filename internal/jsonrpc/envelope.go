@@ -332,22 +332,9 @@ func skipContainer(d []byte, i, depth int) (int, error) {
 // skipString validates the string starting at the quote d[i].
 func skipString(d []byte, i int) (int, error) {
 	i++
+	q, bs := -1, -1 // see plainEnd
 	for i < len(d) {
-		// Fast scan of plain bytes, 32 then 8 at a time.
-		for i+32 <= len(d) {
-			w := d[i : i+32]
-			if hasSpecial4(binary.LittleEndian.Uint64(w), binary.LittleEndian.Uint64(w[8:]),
-				binary.LittleEndian.Uint64(w[16:]), binary.LittleEndian.Uint64(w[24:])) {
-				break
-			}
-			i += 32
-		}
-		for i+8 <= len(d) && !hasSpecial(binary.LittleEndian.Uint64(d[i:])) {
-			i += 8
-		}
-		for i < len(d) && d[i] >= 0x20 && d[i] != '"' && d[i] != '\\' {
-			i++
-		}
+		i = plainEnd(d, i, &q, &bs)
 		if i >= len(d) {
 			break
 		}
@@ -381,6 +368,78 @@ func skipString(d []byte, i int) (int, error) {
 	return i, synErr(d, i, "")
 }
 
+// plainEnd returns the offset of the first byte from d[i] on that ends the
+// plain part of a string ('"', '\\' or a control character), or len(d).
+// The first bytes go a word at a time (member names and short values end
+// there). A longer run goes a window at a time, so that the data stays in
+// cache: bytes.IndexByte (vectorized) finds '"' and '\\', and a light word
+// scan the control characters before them. *q and *bs keep where the last
+// searches for '"' and '\\' stopped (the byte found or the window's end),
+// so that a string with many escapes is still scanned in linear time.
+func plainEnd(d []byte, i int, q, bs *int) int {
+	for k := 0; k < 8 && i+8 <= len(d); k++ {
+		if hasSpecial(binary.LittleEndian.Uint64(d[i:])) {
+			return plainEndBytes(d, i)
+		}
+		i += 8
+	}
+	for {
+		if *q <= i {
+			*q = indexWindow(d, i, '"')
+		}
+		if *bs <= i {
+			*bs = indexWindow(d, i, '\\')
+		}
+		end := min(*q, *bs)
+		if c := indexControl(d[i:end]); c >= 0 {
+			return i + c
+		}
+		i = end
+		if i >= len(d) || d[i] == '"' || d[i] == '\\' {
+			return i
+		}
+	}
+}
+
+// indexWindow is the offset of the first c in d from i on, looking at most
+// searchWindow bytes: the end of those (or len(d)) when there is none.
+func indexWindow(d []byte, i int, c byte) int {
+	const searchWindow = 16 << 10
+	w := d[i:min(len(d), i+searchWindow)]
+	if j := bytes.IndexByte(w, c); j >= 0 {
+		return i + j
+	}
+	return i + len(w)
+}
+
+func plainEndBytes(d []byte, i int) int {
+	for i < len(d) && d[i] >= 0x20 && d[i] != '"' && d[i] != '\\' {
+		i++
+	}
+	return i
+}
+
+// indexControl returns the offset of the first byte < 0x20 in w, or -1.
+func indexControl(w []byte) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	const ctl = lo * 0x20
+	v := w
+	for len(v) >= 32 {
+		a, b := binary.LittleEndian.Uint64(v[0:8]), binary.LittleEndian.Uint64(v[8:16])
+		c, d := binary.LittleEndian.Uint64(v[16:24]), binary.LittleEndian.Uint64(v[24:32])
+		if ((a-ctl)&^a|(b-ctl)&^b|(c-ctl)&^c|(d-ctl)&^d)&hi != 0 {
+			break
+		}
+		v = v[32:]
+	}
+	for i, c := range v {
+		if c < 0x20 {
+			return len(w) - len(v) + i
+		}
+	}
+	return -1
+}
+
 // hasSpecial reports whether a word holds a byte that ends the fast string
 // scan: '"', '\\' or a control character (< 0x20). SWAR: exact as to
 // whether such a byte exists.
@@ -392,27 +451,6 @@ func hasSpecial(x uint64) bool {
 	b := x ^ (lo * '\\')
 	bs := (b - lo) &^ b
 	return (less|quote|bs)&hi != 0
-}
-
-// hasSpecial4 is hasSpecial of four words at once.
-func hasSpecial4(a, b, c, d uint64) bool {
-	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	const ctl, quo, bsl = lo * 0x20, lo * '"', lo * '\\'
-	m := (a - ctl) &^ a
-	m |= (b - ctl) &^ b
-	m |= (c - ctl) &^ c
-	m |= (d - ctl) &^ d
-	qa, qb, qc, qd := a^quo, b^quo, c^quo, d^quo
-	m |= (qa - lo) &^ qa
-	m |= (qb - lo) &^ qb
-	m |= (qc - lo) &^ qc
-	m |= (qd - lo) &^ qd
-	ba, bb, bc, bd := a^bsl, b^bsl, c^bsl, d^bsl
-	m |= (ba - lo) &^ ba
-	m |= (bb - lo) &^ bb
-	m |= (bc - lo) &^ bc
-	m |= (bd - lo) &^ bd
-	return m&hi != 0
 }
 
 func isHex(c byte) bool {

@@ -170,3 +170,36 @@ func BenchmarkPeek(b *testing.B) {
 		}
 	}
 }
+
+// TestPeekLongStrings puts a special byte at offsets around the boundaries
+// of the string scan (words, the short prefix, search windows) in long
+// strings, and compares with encoding/json.
+func TestPeekLongStrings(t *testing.T) {
+	for _, n := range []int{31, 32, 33, 40, 64, 100, 4096, 16<<10 - 1, 16 << 10, 16<<10 + 1, 40 << 10} {
+		for _, at := range []int{0, 1, 7, 8, 31, 32, 33, 39, 40, n / 2, n - 16<<10, 16<<10 - 1, 16 << 10, 16<<10 + 1, n - 2, n - 1} {
+			if at < 0 || at >= n {
+				continue
+			}
+			for _, special := range []string{"\x01", "\x1f", `"`, `\`, `\n`, `\u00e9`, `\"`, "\t"} {
+				body := []byte(strings.Repeat("a", n))
+				msg := []byte(`{"s":"` + string(body[:at]) + special + string(body[at:]) + `"}`)
+				_, err := Peek(msg)
+				if got, want := err == nil, json.Valid(msg); got != want {
+					t.Fatalf("n=%d at=%d special %q: Peek valid %v, json.Valid %v (%v)", n, at, special, got, want, err)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkPeekEscapes is a long string with an escape every 40 bytes (text
+// with newlines): the string scan must stay linear.
+func BenchmarkPeekEscapes(b *testing.B) {
+	msg := []byte(`{"jsonrpc":"2.0","id":1,"result":{"text":"` + strings.Repeat(`lorem ipsum dolor sit amet consectetur\n`, 25000) + `"}}`)
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if _, err := Peek(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -160,7 +160,13 @@ func (r *Reader) makeRoom() {
 // LineBuffered reports whether a whole line is already buffered, so that the
 // next ReadMessage will not block. Writers use it to decide when to flush.
 func (r *Reader) LineBuffered() bool {
-	return bytes.IndexByte(r.buf[r.r+r.scanned:r.w], '\n') >= 0
+	i := bytes.IndexByte(r.buf[r.r+r.scanned:r.w], '\n')
+	if i < 0 {
+		r.scanned = r.w - r.r
+		return false
+	}
+	r.scanned += i // the next ReadMessage starts its search at the "\n"
+	return true
 }
 
 // discard skips the rest of an oversized line, whose start is buffered.

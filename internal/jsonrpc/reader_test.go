@@ -32,10 +32,13 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 
 // readAll reads messages until io.EOF, recording each outcome.
 func readAll(t testing.TB, r *Reader) (msgs []string, errs []error) {
-	for range 1 << 20 {
+	for i := range 1 << 20 {
 		m, err := r.ReadMessage()
 		if errors.Is(err, io.EOF) {
 			return msgs, errs
+		}
+		if i%2 == 1 {
+			r.LineBuffered() // must not change what comes next
 		}
 		msgs = append(msgs, string(m))
 		errs = append(errs, err)
