@@ -200,7 +200,7 @@ func (p *Proxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if p.Sessions != nil {
 		sess, err := p.Sessions.Resolve(r.Context(), r.Header.Get(p.sessHdr), defaultSessionID(peer))
 		if err != nil {
-			p.sessionError(w, err)
+			p.sessionError(w, err, sess.State)
 			return
 		}
 		sessionID = sess.ID
@@ -258,7 +258,9 @@ func (p *Proxy) pickUpstream(w http.ResponseWriter, r *http.Request) (*upstream,
 	return up, true
 }
 
-func (p *Proxy) sessionError(w http.ResponseWriter, err error) {
+// sessionError maps a Resolve error to a refusal; state is the session's
+// stored state, which Resolve returns alongside ErrEnded.
+func (p *Proxy) sessionError(w http.ResponseWriter, err error, state store.SessionState) {
 	e := p.SessionErrors
 	switch {
 	case e.Missing != nil && errors.Is(err, e.Missing):
@@ -269,9 +271,10 @@ func (p *Proxy) sessionError(w http.ResponseWriter, err error) {
 		p.refuse(w, http.StatusNotFound, "unknown session")
 	case e.Ended != nil && errors.Is(err, e.Ended):
 		msg := "session is not active"
-		if s := err.Error(); strings.Contains(s, string(store.StateClosed)) {
+		switch state {
+		case store.StateClosed:
 			msg = "session is closed"
-		} else if strings.Contains(s, string(store.StateExpired)) {
+		case store.StateExpired:
 			msg = "session has expired"
 		}
 		p.refuse(w, http.StatusForbidden, msg)
