@@ -1,5 +1,5 @@
-// Package admin serves proxyctl's admin API: health, metrics and session
-// management, behind an optional bearer token.
+// Package admin serves proxyctl's admin API: health, metrics, session
+// management and captured traffic, behind an optional bearer token.
 package admin
 
 import (
@@ -38,6 +38,9 @@ type Errors struct {
 type Server struct {
 	Sessions Sessions
 	Errors   Errors
+	// Traffic, when set, serves GET /api/sessions/{id}/traffic from the
+	// store. With Sessions also set, an unknown session is a 404.
+	Traffic store.Traffic
 	// Token, when set, is required as "Authorization: Bearer <token>" on
 	// every route but /healthz.
 	Token string
@@ -46,8 +49,8 @@ type Server struct {
 	// Health reports component health for /healthz; a non-nil error in the
 	// map makes /healthz answer 503.
 	Health func(ctx context.Context) map[string]error
-	// Routes, when set, adds further routes (traffic, stubs, live stream,
-	// UI) to the mux; they are behind the same token check.
+	// Routes, when set, adds further routes (stubs, live stream, UI) to
+	// the mux; they are behind the same token check.
 	Routes func(mux *http.ServeMux)
 	Log    zerolog.Logger
 
@@ -68,6 +71,9 @@ func (s *Server) init() {
 		mux.HandleFunc("POST /api/sessions", s.createSession)
 		mux.HandleFunc("GET /api/sessions/{id}", s.getSession)
 		mux.HandleFunc("DELETE /api/sessions/{id}", s.closeSession)
+	}
+	if s.Traffic != nil {
+		mux.HandleFunc("GET /api/sessions/{id}/traffic", s.listTraffic)
 	}
 	if s.Routes != nil {
 		s.Routes(mux)

@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/proxyctl/proxyctl/internal/capture"
 )
 
 // Errors a caller branches on.
@@ -100,11 +102,29 @@ type Sessions interface {
 	ListSessions(ctx context.Context, p Page) (items []Session, next string, err error)
 }
 
-// Store is the whole persistence contract. Stubs and traffic are added to
-// it by the record and replay work; the method sets are kept small so that
-// consumers can depend on just the part they use.
+// Traffic stores captured traffic items (already truncated/fitted by the
+// capture pipeline). Items are keyed by (SessionID, Timestamp); Timestamp is
+// unix microseconds, unique within a session (capture.Stamper).
+type Traffic interface {
+	// AppendTraffic stores items of any sessions. Storing an item with the
+	// same (SessionID, Timestamp) again overwrites it (redelivery is
+	// idempotent).
+	AppendTraffic(ctx context.Context, items []*capture.Item) error
+	// ListTraffic returns up to limit items of sessionID with Timestamp >
+	// after, oldest first (limit clamped like Page.EffectiveLimit). An
+	// unknown session has no items: the result is empty, not an error.
+	ListTraffic(ctx context.Context, sessionID string, after int64, limit int) ([]capture.Item, error)
+	// GetTraffic returns the item with that id in that session, ErrNotFound
+	// otherwise.
+	GetTraffic(ctx context.Context, sessionID, id string) (capture.Item, error)
+}
+
+// Store is the whole persistence contract: sessions and traffic items
+// (stubs are added by the stub work). The method sets are kept small so
+// that consumers can depend on just the part they use.
 type Store interface {
 	Sessions
+	Traffic
 	// Close releases the backend's resources.
 	Close() error
 }

@@ -1,5 +1,26 @@
 // Package memstore is an in-memory store.Store, for tests and for a single
 // instance that does not need its data to survive a restart.
+//
+// # Traffic bounds
+//
+// Traffic items are kept in bounded memory, so a long-running proxy's
+// footprint stays flat: at most Options.MaxTrafficItems items
+// (DefaultMaxTrafficItems, 10,000) and at most Options.MaxTrafficBytes
+// (DefaultMaxTrafficBytes, 64 MiB) of estimated item size. An item's size is
+// estimated cheaply, without encoding it: the length of its body data,
+// header names and values and strings, plus fixed overheads (about half a
+// kilobyte per item) for the struct, the indexes and the map entries. When
+// an append goes over either bound, the oldest items (in global insertion
+// order, across all sessions) are evicted until both hold again; an item
+// larger than MaxTrafficBytes on its own is therefore not kept. Overwriting
+// an item (same session and timestamp) keeps its place in that order.
+//
+// Stored items are deep copies: the store never keeps the caller's item,
+// maps or body bytes (nor the large backing array a truncated body may
+// share with the original), and never hands out its own.
+//
+// Sessions are not bounded here: the session manager enforces the maximum
+// number of sessions.
 package memstore
 
 import (
@@ -17,17 +38,47 @@ import (
 
 var _ store.Store = (*Store)(nil)
 
-// Store keeps sessions in memory. It is safe for concurrent use. Values are
-// copied in and out: a caller never shares a map with the store.
+// Store keeps sessions and traffic items in memory. It is safe for
+// concurrent use. Values are copied in and out: a caller never shares a map
+// or a byte slice with the store.
 type Store struct {
 	mu       sync.RWMutex
 	sessions map[string]store.Session
 	ids      []string // sorted, for ListSessions
+
+	traffic traffic // has its own lock
 }
 
-// New returns an empty store.
-func New() *Store {
-	return &Store{sessions: make(map[string]store.Session)}
+// Traffic bound defaults (see the package documentation).
+const (
+	DefaultMaxTrafficItems       = 10_000
+	DefaultMaxTrafficBytes int64 = 64 << 20
+)
+
+// Options configures a Store. The zero value gives the defaults.
+type Options struct {
+	// MaxTrafficItems caps the traffic items kept; DefaultMaxTrafficItems
+	// when <= 0.
+	MaxTrafficItems int
+	// MaxTrafficBytes caps the estimated size of the traffic items kept;
+	// DefaultMaxTrafficBytes when <= 0.
+	MaxTrafficBytes int64
+}
+
+// New returns an empty store with the default Options.
+func New() *Store { return NewWithOptions(Options{}) }
+
+// NewWithOptions returns an empty store with the given bounds.
+func NewWithOptions(o Options) *Store {
+	if o.MaxTrafficItems <= 0 {
+		o.MaxTrafficItems = DefaultMaxTrafficItems
+	}
+	if o.MaxTrafficBytes <= 0 {
+		o.MaxTrafficBytes = DefaultMaxTrafficBytes
+	}
+	s := &Store{sessions: make(map[string]store.Session)}
+	s.traffic.init(o.MaxTrafficItems, o.MaxTrafficBytes)
+	return s
 }
 
 // Close implements store.Store; the store stays usable.

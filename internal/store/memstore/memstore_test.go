@@ -8,10 +8,16 @@ import (
 	"github.com/proxyctl/proxyctl/internal/store/storetest"
 )
 
+func newStore(t *testing.T) store.Store {
+	st := memstore.New()
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
 func TestSessions(t *testing.T) {
-	storetest.TestSessions(t, func(t *testing.T) store.Store {
-		st := memstore.New()
-		t.Cleanup(func() { _ = st.Close() })
-		return st
-	})
+	storetest.TestSessions(t, newStore)
+}
+
+func TestTraffic(t *testing.T) {
+	storetest.TestTraffic(t, newStore)
 }
