@@ -361,3 +361,8 @@ func cutString(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// bodyBytes is the memory the item's bodies hold.
+func (it *Item) bodyBytes() int64 {
+	return int64(len(it.RequestBody.Data) + len(it.ResponseBody.Data))
+}

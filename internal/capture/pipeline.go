@@ -15,6 +15,7 @@ import (
 // Pipeline defaults.
 const (
 	DefaultQueueSize       = 4096
+	DefaultQueueBytes      = 64 << 20
 	DefaultBatchSize       = 25 // DynamoDB BatchWriteItem maximum
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultRetryFor        = 5 * time.Minute
@@ -114,6 +115,11 @@ type SinkStats struct {
 type Pipeline struct {
 	// QueueSize is the in-memory queue per sink; DefaultQueueSize when <= 0.
 	QueueSize int
+	// QueueBytes bounds the body bytes a sink's in-memory queue holds
+	// (DefaultQueueBytes when <= 0): past it a Block sink spills and a Drop
+	// sink drops, as when the queue is full. One item is always admitted
+	// to an empty queue, however large.
+	QueueBytes int64
 	// BatchSize is the most items per Deliver; DefaultBatchSize when <= 0.
 	BatchSize int
 	// ShutdownTimeout bounds the drain after Run's ctx ends;
@@ -168,6 +174,10 @@ func (p *Pipeline) Add(s Sink, policy Policy, opts ...SinkOption) {
 		cfg:    cfg,
 		ring:   make([]*Item, cfg.queueSize),
 		wake:   make(chan struct{}, 1),
+		budget: p.QueueBytes,
+	}
+	if st.budget <= 0 {
+		st.budget = DefaultQueueBytes
 	}
 	old := p.sinks.Load()
 	var list []*sinkState
@@ -276,6 +286,8 @@ type sinkState struct {
 	ring   []*Item // circular, len = queue size
 	head   int     // index of the oldest queued item
 	n      int     // items in ring
+	bytes  int64   // body bytes of the items in ring
+	budget int64   // most body bytes in ring (QueueBytes)
 	spill  *spill  // nil until first needed (Block only)
 	tail   bool    // the ring holds items newer than the spill file's
 	closed bool    // Run has returned for this sink
@@ -302,7 +314,7 @@ func (s *sinkState) enqueue(it *Item) {
 		return
 	}
 	pending := s.spill.pending()
-	room := s.n < len(s.ring)
+	room := s.fits(it)
 	switch {
 	case room && (pending == 0 || s.tail):
 		s.push(it)
@@ -318,10 +330,15 @@ func (s *sinkState) enqueue(it *Item) {
 		s.drop(1, "queue full")
 		return
 	case pending > 0 && s.tail:
-		// The tail is full: its oldest item goes to the end of the file.
-		err := s.spillLocked(s.ring[s.head])
+		// The tail is full: its oldest items go to the end of the file
+		// until the new one fits.
+		var err error
+		for !s.fits(it) && err == nil {
+			if err = s.spillLocked(s.ring[s.head]); err == nil {
+				s.pop()
+			}
+		}
 		if err == nil {
-			s.pop()
 			s.push(it)
 		}
 		s.mu.Unlock()
@@ -348,9 +365,15 @@ func (s *sinkState) enqueue(it *Item) {
 	}
 }
 
+// fits reports whether the ring has room for it, in items and body bytes.
+func (s *sinkState) fits(it *Item) bool {
+	return s.n == 0 || s.n < len(s.ring) && s.bytes+it.bodyBytes() <= s.budget
+}
+
 func (s *sinkState) push(it *Item) {
 	s.ring[(s.head+s.n)%len(s.ring)] = it
 	s.n++
+	s.bytes += it.bodyBytes()
 }
 
 func (s *sinkState) pop() *Item {
@@ -358,6 +381,7 @@ func (s *sinkState) pop() *Item {
 	s.ring[s.head] = nil
 	s.head = (s.head + 1) % len(s.ring)
 	s.n--
+	s.bytes -= it.bodyBytes()
 	return it
 }
 
@@ -513,7 +537,7 @@ func (s *sinkState) discard() int {
 	defer s.mu.Unlock()
 	n := s.n + s.spill.pending()
 	clear(s.ring)
-	s.head, s.n = 0, 0
+	s.head, s.n, s.bytes = 0, 0, 0
 	s.spill.close()
 	s.spill = nil
 	s.tail = false

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -580,4 +581,39 @@ func TestSpillTailKeepsOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkInOrder(t, "tape", s.got(), 9)
+}
+
+// Large bodies spill by bytes before the queue is full of items, so a
+// stalled sink's memory is bounded by QueueBytes, not QueueSize * body size.
+func TestQueueBytesBoundsMemory(t *testing.T) {
+	const n = 40
+	p := &Pipeline{Log: testLogger(t), SpillDir: t.TempDir(), QueueSize: 1000, QueueBytes: 10 << 10}
+	tape := &recSink{name: "tape", gate: make(chan struct{}), entered: make(chan struct{})}
+	p.Add(tape, Block)
+	stop := start(t, p)
+	first := item(0)
+	p.Publish(first)
+	<-tape.entered // the first batch is out of the queue, held by the stalled sink
+	for i := 1; i < n; i++ {
+		it := item(i)
+		it.ResponseBody = Body{Data: bytes.Repeat([]byte{byte(i)}, 4<<10)}
+		p.Publish(it)
+	}
+	st := p.Stats()["tape"]
+	// 10 KiB holds two 4 KiB bodies; the rest waits on disk.
+	if st.Queued != n-1 || st.Spilling != n-3 {
+		t.Fatalf("stats %+v: want %d queued, %d of them spilled", st, n-1, n-3)
+	}
+	close(tape.gate)
+	waitFor(t, "tape", func() bool { return tape.count() == n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := tape.got()
+	checkInOrder(t, "tape", got, n)
+	for i, it := range got[1:] {
+		if want := bytes.Repeat([]byte{byte(i + 1)}, 4<<10); !bytes.Equal(it.ResponseBody.Data, want) {
+			t.Fatalf("item %d body changed through the spill file", i+1)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/proxyctl/proxyctl/internal/capture"
 	"github.com/proxyctl/proxyctl/internal/forward"
 	"github.com/proxyctl/proxyctl/internal/metrics"
 	"github.com/proxyctl/proxyctl/internal/ratelimit"
@@ -43,10 +44,13 @@ func BenchmarkServeHTTP(b *testing.B) {
 		name   string
 		path   func(transport.Options) http.RoundTripper
 		limits []string
+		cap    bool
 	}{
-		{"fast", func(o transport.Options) http.RoundTripper { return transport.NewSync(o) }, nil},
-		{"fast+ratelimit", func(o transport.Options) http.RoundTripper { return transport.NewSync(o) }, []string{"ip=1000000/s", "global=1000000/s"}},
-		{"reverseproxy", func(o transport.Options) http.RoundTripper { return transport.New(o) }, nil},
+		{"fast", func(o transport.Options) http.RoundTripper { return transport.NewSync(o) }, nil, false},
+		{"fast+ratelimit", func(o transport.Options) http.RoundTripper { return transport.NewSync(o) }, []string{"ip=1000000/s", "global=1000000/s"}, false},
+		{"fast+capture", func(o transport.Options) http.RoundTripper { return transport.NewSync(o) }, nil, true},
+		{"reverseproxy", func(o transport.Options) http.RoundTripper { return transport.New(o) }, nil, false},
+		{"reverseproxy+capture", func(o transport.Options) http.RoundTripper { return transport.New(o) }, nil, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			mgr := session.NewManager(memstore.New(), session.Config{CacheTTL: time.Minute}, zerolog.Nop())
@@ -57,6 +61,9 @@ func BenchmarkServeHTTP(b *testing.B) {
 			if bc.limits != nil {
 				specs, _ := ratelimit.ParseSpecs(bc.limits)
 				p.Limiter = ratelimit.New(specs, ratelimit.Options{})
+			}
+			if bc.cap {
+				p.Capture = discardPublisher{}
 			}
 			req := httptest.NewRequest(http.MethodGet, "/1k.txt", nil)
 			req.RemoteAddr = "127.0.0.1:40000"
@@ -77,3 +84,9 @@ func BenchmarkServeHTTP(b *testing.B) {
 }
 
 var _ io.Writer = (*discardWriter)(nil)
+
+// discardPublisher drops items: the capture benchmarks count the proxy's
+// own capture work (tees, the item), not a pipeline's.
+type discardPublisher struct{}
+
+func (discardPublisher) Publish(*capture.Item) {}

@@ -200,6 +200,9 @@ func (p *Proxy) serveFast(w *responseWriter, r *http.Request, up *upstream, peer
 				p.Observer.UpstreamError("body")
 			}
 			p.Log.Warn().Str("method", r.Method).Str("path", r.URL.Path).Msg("upstream broke the response body")
+			if w.x != nil {
+				w.x.errText = "upstream broke the response body"
+			}
 			panic(http.ErrAbortHandler)
 		}
 		return
@@ -219,7 +222,7 @@ func copyBody(w *responseWriter, src io.Reader, buf []byte, flush bool) error {
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
-			if _, werr := w.ResponseWriter.Write(buf[:n]); werr != nil {
+			if _, werr := w.writeBody(buf[:n]); werr != nil {
 				return werr
 			}
 			if flush {

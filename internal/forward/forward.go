@@ -19,6 +19,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/proxyctl/proxyctl/internal/capture"
 	"github.com/proxyctl/proxyctl/internal/ratelimit"
 	"github.com/proxyctl/proxyctl/internal/store"
 	"github.com/proxyctl/proxyctl/internal/transport"
@@ -91,7 +92,20 @@ type Proxy struct {
 	Transport http.RoundTripper
 	Log       zerolog.Logger
 
+	// Capture, when set, receives one traffic item for every exchange that
+	// passed the guard chain (refusals are counted in metrics and logged,
+	// not captured). Bodies are copied as they stream past, never held
+	// back from the client.
+	Capture Publisher
+	// CaptureBodyLimit is how many bytes of each body an item keeps
+	// (0: capture.DefaultMaxBody; < 0: the whole body). Past it the item's
+	// body is marked truncated with the original's size and SHA-256.
+	CaptureBodyLimit int64
+	// Stamper issues the items' per-session timestamps (nil: the Proxy's own).
+	Stamper *capture.Stamper
+
 	once     sync.Once
+	stamper  *capture.Stamper
 	def      *upstream
 	services map[string]*upstream
 	bufs     transport.BufferPool
@@ -107,6 +121,10 @@ func (p *Proxy) init() {
 	p.sessHdr = orString(p.SessionHeader, DefaultSessionHeader)
 	p.svcHdr = orString(p.ServiceHeader, DefaultServiceHeader)
 	p.userHdr = orString(p.UserHeader, DefaultUserHeader)
+	p.stamper = p.Stamper
+	if p.stamper == nil {
+		p.stamper = new(capture.Stamper)
+	}
 	if p.Transport == nil {
 		p.Transport = transport.NewSync(transport.Options{})
 	}
@@ -218,6 +236,22 @@ func (p *Proxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	if p.Capture != nil {
+		x := p.beginCapture(w, r, sessionID, start)
+		defer func() {
+			if v := recover(); v != nil {
+				// http.ErrAbortHandler: the upstream broke the body
+				// (ReverseProxy) or the client went away mid-response.
+				if x.errText == "" {
+					x.errText = "exchange aborted before the response was complete"
+				}
+				p.finishCapture(x, w, r)
+				panic(v)
+			}
+			p.finishCapture(x, w, r)
+		}()
+	}
+
 	if p.MaxBodySize > 0 && r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength > p.MaxBodySize {
 			p.refuse(w, http.StatusRequestEntityTooLarge, "request body too large")
@@ -327,15 +361,25 @@ func defaultSessionID(peer netip.Addr) string {
 // could not be reached or broke the exchange. The upstream's address and the
 // raw error never reach the client (they are logged at debug level).
 func (p *Proxy) upstreamError(rw http.ResponseWriter, r *http.Request, err error) {
+	x := exchangeOf(rw)
 	if r.Context().Err() != nil {
 		// The client went away; nothing to answer.
+		if x != nil {
+			x.errText = "client went away"
+		}
 		return
 	}
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		if x != nil {
+			x.errText = "request body too large"
+		}
 		p.refuse(rw, http.StatusRequestEntityTooLarge, "request body too large")
 		return
 	}
 	kind, status, msg := classify(err)
+	if x != nil {
+		x.errText = msg
+	}
 	if p.Observer != nil {
 		p.Observer.UpstreamError(kind)
 	}

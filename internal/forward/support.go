@@ -99,6 +99,7 @@ func (p *Proxy) clientIP(r *http.Request, peer netip.Addr) netip.Addr {
 type responseWriter struct {
 	http.ResponseWriter
 	code int
+	x    *exchange // capture state; nil when capture is off
 }
 
 func (p *Proxy) getWriter(rw http.ResponseWriter) *responseWriter {
@@ -106,12 +107,12 @@ func (p *Proxy) getWriter(rw http.ResponseWriter) *responseWriter {
 	if w == nil {
 		w = new(responseWriter)
 	}
-	w.ResponseWriter, w.code = rw, 0
+	w.ResponseWriter, w.code, w.x = rw, 0, nil
 	return w
 }
 
 func (p *Proxy) putWriter(w *responseWriter) {
-	w.ResponseWriter = nil
+	w.ResponseWriter, w.x = nil, nil
 	p.writers.Put(w)
 }
 
@@ -125,6 +126,14 @@ func (w *responseWriter) WriteHeader(code int) {
 func (w *responseWriter) Write(b []byte) (int, error) {
 	if w.code == 0 {
 		w.code = http.StatusOK
+	}
+	return w.writeBody(b)
+}
+
+// writeBody writes b to the client, copying it to the capture first.
+func (w *responseWriter) writeBody(b []byte) (int, error) {
+	if w.x != nil {
+		w.x.resp.write(b)
 	}
 	return w.ResponseWriter.Write(b)
 }
