@@ -47,9 +47,11 @@ func secretHeader(name string, extra []string) bool {
 //
 // A path is a list of segments separated by ".", matched from the top-level
 // value: a segment matches an object key exactly (case-sensitive) or, when it
-// is a decimal number, an array index; "*" matches any key or any index.
-// Examples: "password", "params.arguments.token", "items.*.secret",
-// "items.0.secret". Keys containing "." cannot be addressed.
+// is a decimal number, an array index; "*" matches any key or any index;
+// "**" matches any number of levels, none included. Examples: "password",
+// "params.arguments.token", "items.*.secret", "items.0.secret",
+// "**.apiKey" (an apiKey member anywhere). Keys containing "." cannot be
+// addressed.
 //
 // When body is not a single JSON value, or nothing matched, body is returned
 // unchanged. Otherwise the result is compact JSON with object keys sorted;
@@ -93,6 +95,30 @@ func redactPath(v any, segs []string) (any, bool) {
 	}
 	seg, rest := segs[0], segs[1:]
 	changed := false
+	if seg == "**" {
+		// Any depth, this level included.
+		if nv, ok := redactPath(v, rest); ok {
+			if s, isStr := nv.(string); isStr && s == Redacted {
+				return nv, true
+			}
+			v, changed = nv, true
+		}
+		switch t := v.(type) {
+		case map[string]any:
+			for k, child := range t {
+				if nv, ok := redactPath(child, segs); ok {
+					t[k], changed = nv, true
+				}
+			}
+		case []any:
+			for i, child := range t {
+				if nv, ok := redactPath(child, segs); ok {
+					t[i], changed = nv, true
+				}
+			}
+		}
+		return v, changed
+	}
 	switch t := v.(type) {
 	case map[string]any:
 		for k, child := range t {

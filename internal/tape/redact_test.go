@@ -79,3 +79,19 @@ func TestRedactJSON(t *testing.T) {
 		})
 	}
 }
+
+func TestRedactJSONAnyDepth(t *testing.T) {
+	in := `{"apiKey":"a","x":{"apiKey":"b","y":[{"apiKey":"c"},{"k":1}]},"z":"apiKey"}`
+	out, ok := RedactJSON([]byte(in), []string{"**.apiKey"})
+	want := `{"apiKey":"[REDACTED]","x":{"apiKey":"[REDACTED]","y":[{"apiKey":"[REDACTED]"},{"k":1}]},"z":"apiKey"}`
+	if !ok || string(out) != want {
+		t.Fatalf("got %s %v", out, ok)
+	}
+	out, ok = RedactJSON([]byte(`{"a":{"b":{"token":"t"}}}`), []string{"a.**.token"})
+	if !ok || string(out) != `{"a":{"b":{"token":"[REDACTED]"}}}` {
+		t.Fatalf("got %s %v", out, ok)
+	}
+	if out, ok = RedactJSON([]byte(`{"a":1}`), []string{"**.nope"}); ok || string(out) != `{"a":1}` {
+		t.Fatalf("no match must leave the body alone: %s %v", out, ok)
+	}
+}

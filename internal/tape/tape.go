@@ -11,9 +11,11 @@ package tape
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/http"
 	"time"
 	"unicode/utf8"
@@ -215,14 +217,46 @@ func isText(b []byte) bool {
 	if !utf8.Valid(b) {
 		return false
 	}
+	// In valid UTF-8 every byte but a continuation byte (10xxxxxx) starts a
+	// rune, and the control characters counted are all ASCII, so bytes are
+	// counted, eight at a time where possible (this runs on every body).
 	var runes, ctrl int
-	for _, r := range string(b) {
-		runes++
-		if (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || r == 0x7f {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		runes += 8 - bits.OnesCount64(x&^(x<<1)&swarHigh)
+		// Any byte < 0x20 or == 0x7f? (exact tests, see hasZeroByte)
+		if (x-swarLow*0x20)&^x&swarHigh != 0 || hasZeroByte(x^(swarLow*0x7f)) {
+			for _, c := range b[i : i+8] {
+				if isCtrl(c) {
+					ctrl++
+				}
+			}
+		}
+	}
+	for _, c := range b[i:] {
+		if c&0xc0 != 0x80 {
+			runes++
+		}
+		if isCtrl(c) {
 			ctrl++
 		}
 	}
 	return ctrl*10 <= runes
+}
+
+const (
+	swarLow  = 0x0101010101010101
+	swarHigh = 0x8080808080808080
+)
+
+// hasZeroByte reports whether one of the eight bytes of x is 0.
+func hasZeroByte(x uint64) bool { return (x-swarLow)&^x&swarHigh != 0 }
+
+// isCtrl reports whether isText counts c (an ASCII byte) as a control
+// character.
+func isCtrl(c byte) bool {
+	return (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f
 }
 
 // marshalNoEscape is json.Marshal without HTML escaping (so "->" and "<"

@@ -23,6 +23,7 @@ type Writer struct {
 
 	mu     sync.Mutex
 	bw     *bufio.Writer
+	buf    []byte   // entry encoding buffer, reused under mu
 	f      *os.File // owned file (OpenFile), synced and closed by Close
 	err    error
 	closed bool
@@ -104,14 +105,21 @@ func (w *Writer) WriteExchange(x Exchange) error {
 	if err := x.validate(); err != nil {
 		return fmt.Errorf("write %w", err)
 	}
-	line, err := marshalNoEscape(struct {
-		Type string `json:"type"`
-		*Exchange
-	}{"exchange", &x})
-	if err != nil {
-		return fmt.Errorf("encode exchange: %w", err)
+	if !canAppendExchange(&x) {
+		// encoding/json refuses x; let it say why.
+		line, err := marshalExchange(x)
+		if err != nil {
+			return fmt.Errorf("encode exchange: %w", err)
+		}
+		return w.writeLine(line)
 	}
-	return w.writeLine(line)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usableLocked(); err != nil {
+		return err
+	}
+	w.buf = appendExchange(w.buf[:0], &x)
+	return w.writeBufLocked()
 }
 
 // WriteFrame appends f. It is refused on an http tape.
@@ -122,14 +130,67 @@ func (w *Writer) WriteFrame(f Frame) error {
 	if err := f.validate(); err != nil {
 		return fmt.Errorf("write %w", err)
 	}
-	line, err := marshalNoEscape(struct {
+	if !canAppendFrame(&f) {
+		// encoding/json refuses f; let it say why.
+		line, err := marshalFrame(f)
+		if err != nil {
+			return fmt.Errorf("encode frame: %w", err)
+		}
+		return w.writeLine(line)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usableLocked(); err != nil {
+		return err
+	}
+	w.buf = appendFrame(w.buf[:0], &f)
+	return w.writeBufLocked()
+}
+
+// marshalExchange is the encoding/json form of an exchange line, which
+// appendExchange reproduces. It takes x by value so that only this slow path
+// moves an Exchange to the heap.
+func marshalExchange(x Exchange) ([]byte, error) {
+	return marshalNoEscape(struct {
+		Type string `json:"type"`
+		*Exchange
+	}{"exchange", &x})
+}
+
+// marshalFrame is the encoding/json form of a frame line, which appendFrame
+// reproduces.
+func marshalFrame(f Frame) ([]byte, error) {
+	return marshalNoEscape(struct {
 		Type string `json:"type"`
 		*Frame
 	}{"frame", &f})
-	if err != nil {
-		return fmt.Errorf("encode frame: %w", err)
+}
+
+// maxKeptBuf caps the encoding buffer a Writer keeps between entries, so one
+// huge body does not pin its memory for the life of the recording.
+const maxKeptBuf = 256 << 10
+
+// writeBufLocked writes w.buf and a newline. w.mu must be held.
+func (w *Writer) writeBufLocked() error {
+	w.buf = append(w.buf, '\n')
+	_, err := w.bw.Write(w.buf)
+	if cap(w.buf) > maxKeptBuf {
+		w.buf = nil
 	}
-	return w.writeLine(line)
+	if err != nil {
+		w.err = fmt.Errorf("write tape: %w", err)
+		return w.err
+	}
+	return nil
+}
+
+// usableLocked returns the error a write must return before writing:
+// ErrClosed or the sticky error. w.mu must be held.
+func (w *Writer) usableLocked() error {
+	if w.closed {
+		return ErrClosed
+	}
+	return w.err
 }
 
 // writeLine writes line and a newline under the lock, so lines never
@@ -137,11 +198,8 @@ func (w *Writer) WriteFrame(f Frame) error {
 func (w *Writer) writeLine(line []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed {
-		return ErrClosed
-	}
-	if w.err != nil {
-		return w.err
+	if err := w.usableLocked(); err != nil {
+		return err
 	}
 	if _, err := w.bw.Write(line); err != nil {
 		w.err = fmt.Errorf("write tape: %w", err)
