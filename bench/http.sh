@@ -20,25 +20,10 @@ CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
 PROXYCTL_ARGS=${PROXYCTL_ARGS:-}
 
-for tool in nginx wrk go; do
-	command -v "$tool" >/dev/null || { echo "bench: $tool not found (run bench/setup.sh)" >&2; exit 1; }
-done
-
-root=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 UP=$(free_port); NGX=$(free_port); PXC=$(free_port); PX1=$(free_port)
 
-mkdir -p "$work/html" "$work/logs"
-head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 >"$work/html/1k.txt"
 cat >"$work/nginx.conf" <<CONF
 user root;
 worker_processes 1;
@@ -72,12 +57,7 @@ GOMAXPROCS=1 "$work/proxyctl" forward http --target "http://127.0.0.1:$UP" --lis
 	--admin-listen off --log-level warn $PROXYCTL_ARGS 2>"$work/logs/proxyctl-1.log" &
 pids+=($!)
 
-for port in $UP $NGX $PXC $PX1; do
-	for _ in $(seq 50); do
-		curl -fsS -o /dev/null "http://127.0.0.1:$port/1k.txt" 2>/dev/null && break
-		sleep 0.1
-	done
-done
+wait_http $UP $NGX $PXC $PX1
 
 # run_wrk PORT -> "reqs p99_ms non2xx"
 run_wrk() {

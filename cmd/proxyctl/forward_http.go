@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 	"github.com/proxyctl/proxyctl/internal/ratelimit"
 	"github.com/proxyctl/proxyctl/internal/server"
 	"github.com/proxyctl/proxyctl/internal/session"
+	"github.com/proxyctl/proxyctl/internal/tape"
 	"github.com/proxyctl/proxyctl/internal/transport"
 )
 
@@ -42,6 +44,8 @@ type forwardHTTPOptions struct {
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
 
+	Capture captureOptions
+
 	// Ready, when set, is called with the bound proxy and admin addresses
 	// once both listen (tests and the demo use it).
 	Ready func(proxyAddr, adminAddr string)
@@ -55,19 +59,28 @@ type httpFlags struct {
 	UpstreamTimeout, DialTimeout                          time.Duration
 	ReadHeaderTimeout, IdleTimeout, ShutdownTimeout       time.Duration
 	limits                                                limitFlags
+	capture                                               captureFlags
+	recording                                             bool // record http: --tape
 }
 
 func newForwardHTTPCmd(f *factory, runF func(context.Context, *factory, *forwardHTTPOptions) error) *cobra.Command {
+	cmd := newHTTPProxyCmd(f, runF, false)
+	cmd.Use = "http --target URL [--listen ADDR] [--service-map NAME=URL,...]"
+	cmd.Short = "Reverse-proxy HTTP with sessions, routing guards and tiered rate limits"
+	cmd.Example = `  proxyctl forward http --target http://localhost:3000
+  proxyctl forward http --service-map api=http://localhost:3000,auth=http://localhost:4000 --session-mode strict
+  proxyctl forward http --target http://localhost:3000 --rate-limit ip=10/s:20 --rate-limit global=1000/s`
+	return cmd
+}
+
+// newHTTPProxyCmd is forward http, or record http when recording (which
+// adds --tape).
+func newHTTPProxyCmd(f *factory, runF func(context.Context, *factory, *forwardHTTPOptions) error, recording bool) *cobra.Command {
 	if runF == nil {
 		runF = runForwardHTTP
 	}
-	var fl httpFlags
+	fl := httpFlags{recording: recording}
 	cmd := &cobra.Command{
-		Use:   "http --target URL [--listen ADDR] [--service-map NAME=URL,...]",
-		Short: "Reverse-proxy HTTP with sessions, routing guards and tiered rate limits",
-		Example: `  proxyctl forward http --target http://localhost:3000
-  proxyctl forward http --service-map api=http://localhost:3000,auth=http://localhost:4000 --session-mode strict
-  proxyctl forward http --target http://localhost:3000 --rate-limit ip=10/s:20 --rate-limit global=1000/s`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts, err := fl.options(f)
@@ -92,6 +105,7 @@ func newForwardHTTPCmd(f *factory, runF func(context.Context, *factory, *forward
 	fs.DurationVar(&fl.IdleTimeout, "idle-timeout", 2*time.Minute, "close idle client keep-alive connections after this long")
 	fs.DurationVar(&fl.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
 	fl.limits.register(fs)
+	fl.capture.register(fs, fl.recording)
 	return cmd
 }
 
@@ -137,6 +151,13 @@ func (fl *httpFlags) options(f *factory) (*forwardHTTPOptions, error) {
 	if o.Session, o.RateLimits, err = fl.limits.validate(); err != nil {
 		return nil, err
 	}
+	meta := map[string]string{"command": "proxyctl record http"}
+	if o.Target != nil {
+		meta["target"] = o.Target.Redacted()
+	}
+	if o.Capture, err = fl.capture.options(fl.recording, tape.KindHTTP, meta); err != nil {
+		return nil, err
+	}
 	o.Log = f.logger()
 	return o, nil
 }
@@ -175,6 +196,15 @@ func runForwardHTTP(ctx context.Context, f *factory, o *forwardHTTPOptions) erro
 	if rt.Limiter.Enabled() {
 		p.Limiter = rt.Limiter
 	}
+	capt, err := rt.newCapture(f, o.Capture)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if capt != nil {
+		p.Capture, p.Stamper, p.CaptureBodyLimit = capt.Pipeline, capt.Stamper, capt.BodyLimit
+		capt.start(ctx)
+	}
 	srv := &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: o.ReadHeaderTimeout,
@@ -201,6 +231,11 @@ func runForwardHTTP(ctx context.Context, f *factory, o *forwardHTTPOptions) erro
 		o.Ready(ln.Addr().String(), rt.AdminAddr())
 	}
 	err = g.Wait()
+	// The listener is shut down: every in-flight exchange has published
+	// its item. Drain the sinks and close the tape.
+	if cerr := capt.stop(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
 	o.Log.Info().Msg("stopped")
 	return err
 }

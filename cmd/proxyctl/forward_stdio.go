@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -12,6 +13,7 @@ import (
 	"github.com/proxyctl/proxyctl/internal/ratelimit"
 	"github.com/proxyctl/proxyctl/internal/session"
 	"github.com/proxyctl/proxyctl/internal/stdio"
+	"github.com/proxyctl/proxyctl/internal/tape"
 )
 
 // forwardStdioOptions is everything `forward stdio` runs with, validated.
@@ -25,6 +27,7 @@ type forwardStdioOptions struct {
 
 	Session    session.Config
 	RateLimits []ratelimit.Spec
+	Capture    captureOptions
 }
 
 // stdioFlags are the raw flag values of `forward stdio`.
@@ -34,23 +37,32 @@ type stdioFlags struct {
 	RulesFile      string
 	SessionID      string
 	limits         limitFlags
+	capture        captureFlags
+	recording      bool
 }
 
 func newForwardStdioCmd(f *factory, runF func(context.Context, *factory, *forwardStdioOptions) error) *cobra.Command {
+	cmd := newStdioProxyCmd(f, runF, false)
+	cmd.Use = "stdio [flags] -- COMMAND [ARGS...]"
+	cmd.Short = "Relay JSON-RPC over stdio (MCP) to a child process, with limits and interceptor rules"
+	cmd.Example = `  proxyctl forward stdio -- npx -y @modelcontextprotocol/server-everything stdio
+  proxyctl forward stdio --rate-limit endpoint=5/s --rules rules.yaml -- ./my-mcp-server
+  proxyctl forward stdio --max-message-size 64MiB --shutdown-grace 2s -- python server.py`
+	return cmd
+}
+
+// newStdioProxyCmd is forward stdio, or record stdio when recording (which
+// adds --tape).
+func newStdioProxyCmd(f *factory, runF func(context.Context, *factory, *forwardStdioOptions) error, recording bool) *cobra.Command {
 	if runF == nil {
 		runF = runForwardStdio
 	}
-	fl := stdioFlags{MaxMessageSize: stdio.DefaultMaxMessageSize}
+	fl := stdioFlags{MaxMessageSize: stdio.DefaultMaxMessageSize, recording: recording}
 	cmd := &cobra.Command{
-		Use:   "stdio [flags] -- COMMAND [ARGS...]",
-		Short: "Relay JSON-RPC over stdio (MCP) to a child process, with limits and interceptor rules",
 		Long: `Runs COMMAND and relays newline-delimited JSON-RPC between proxyctl's stdin/stdout
 and the command's stdin/stdout, byte for byte. stdout carries only protocol
 messages; proxyctl's logs and the command's stderr go to stderr. proxyctl exits
 with the command's exit status (128+N when it is killed by signal N).`,
-		Example: `  proxyctl forward stdio -- npx -y @modelcontextprotocol/server-everything stdio
-  proxyctl forward stdio --rate-limit endpoint=5/s --rules rules.yaml -- ./my-mcp-server
-  proxyctl forward stdio --max-message-size 64MiB --shutdown-grace 2s -- python server.py`,
 		Args: usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := fl.options(f, args)
@@ -67,6 +79,7 @@ with the command's exit status (128+N when it is killed by signal N).`,
 	fs.StringVar(&fl.RulesFile, "rules", "", "interceptor rules file (YAML or JSON): block, mock or delay messages by direction and method")
 	fs.StringVar(&fl.SessionID, "session-id", "", "id of this run's session (default: a random stdio-... id)")
 	fl.limits.register(fs)
+	fl.capture.register(fs, fl.recording)
 	return cmd
 }
 
@@ -94,6 +107,10 @@ func (fl *stdioFlags) options(f *factory, args []string) (*forwardStdioOptions, 
 	if o.Session, o.RateLimits, err = fl.limits.validate(); err != nil {
 		return nil, err
 	}
+	meta := map[string]string{"command": "proxyctl record stdio", "child": strings.Join(args, " ")}
+	if o.Capture, err = fl.capture.options(fl.recording, tape.KindStdio, meta); err != nil {
+		return nil, err
+	}
 	o.Log = f.logger()
 	return o, nil
 }
@@ -106,6 +123,10 @@ func runForwardStdio(ctx context.Context, f *factory, o *forwardStdioOptions) er
 		return err
 	}
 	defer func() { _ = rt.Close() }()
+	capt, err := rt.newCapture(f, o.Capture)
+	if err != nil {
+		return err
+	}
 
 	// The admin API and background tasks live as long as the child.
 	bgctx, stopBg := context.WithCancel(ctx)
@@ -129,9 +150,19 @@ func runForwardStdio(ctx context.Context, f *factory, o *forwardStdioOptions) er
 	if rt.Limiter.Enabled() {
 		r.Limiter = rt.Limiter
 	}
+	if capt != nil {
+		r.OnMessage = capt.publishFrame
+		capt.start(ctx)
+	}
 	registerStdioMetrics(rt, r)
 	o.Log.Info().Strs("command", o.Command).Str("admin", rt.AdminAddr()).Int("rules", len(o.Rules)).Msg("forwarding stdio")
 	code, runErr := r.Run(ctx)
+	if err := capt.stop(); err != nil {
+		o.Log.Error().Err(err).Msg("capture")
+		if runErr == nil && code == 0 {
+			runErr = err
+		}
+	}
 	stopBg()
 	if err := g.Wait(); err != nil && runErr == nil {
 		o.Log.Warn().Err(err).Msg("background task")

@@ -128,6 +128,7 @@ func (f *factory) newProxyRuntime(ctx context.Context, log zerolog.Logger, scfg 
 	rt.Admin = &admin.Server{
 		Sessions: rt.Sessions,
 		Errors:   admin.Errors{Ended: session.ErrEnded, TooMany: session.ErrTooMany, Unavailable: session.ErrUnavailable, InvalidID: session.ErrInvalidID},
+		Traffic:  st,
 		Token:    f.global.AdminToken,
 		Metrics:  rt.Metrics.Handler(),
 		Log:      log.With().Str("component", "admin").Logger(),

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv("PROXYCTL_TEST_MAIN") == "1" {
+		// Re-executed as proxyctl by a test (see reexec).
+		main()
+		os.Exit(0)
+	}
 	testscript.Main(m, map[string]func(){
 		"proxyctl":      main,
 		"demo-upstream": demoUpstreamMain,
@@ -171,7 +177,24 @@ func cmdCmpLines(ts *testscript.TestScript, neg bool, args []string) {
 		return lines
 	}
 	got, want := read(args[0]), read(args[1])
-	if same := slices.Equal(got, want); same == neg {
+	// Lines of want starting with "re:" are regular expressions matching a
+	// whole line (for values that depend on timing).
+	rest := slices.Clone(got)
+	same := len(got) == len(want)
+	for _, w := range want {
+		i := slices.IndexFunc(rest, func(g string) bool {
+			if p, ok := strings.CutPrefix(w, "re:"); ok {
+				return regexp.MustCompile("^(?:" + p + ")$").MatchString(g)
+			}
+			return g == w
+		})
+		if i < 0 {
+			same = false
+			break
+		}
+		rest = slices.Delete(rest, i, i+1)
+	}
+	if same == neg {
 		ts.Fatalf("lines of %s and %s (sorted):\n%s\n---\n%s", args[0], args[1], strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,6 +76,13 @@ func (s *Server) init() {
 	if s.Traffic != nil {
 		mux.HandleFunc("GET /api/sessions/{id}/traffic", s.listTraffic)
 	}
+	// Go's profiler, as Caddy's admin API has it: behind the same token,
+	// on the admin listener (loopback unless a token is set).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	if s.Routes != nil {
 		s.Routes(mux)
 	}

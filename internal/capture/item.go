@@ -157,13 +157,13 @@ func (b *Body) UnmarshalJSON(data []byte) error {
 // UTF-8 sequence of a text body), marked Truncated when anything was cut.
 // The returned Data shares the original's array; it is never written to.
 func (b Body) cut(n int) Body {
-	b.complete()
 	if n < 0 {
 		n = 0
 	}
 	if len(b.Data) <= n {
-		return b
+		return b // Size and SHA256 stay for the encoder to fill in
 	}
+	b.complete()
 	d := b.Data[:n]
 	if utf8.Valid(b.Data) {
 		// Back off to a rune boundary so a text body stays text.
@@ -179,13 +179,17 @@ func (b Body) cut(n int) Body {
 	return b
 }
 
-// Truncate returns a copy of the item whose bodies are cut to at most limit
-// bytes (DefaultMaxBody when limit <= 0) and marked Truncated; Size and
-// SHA256 keep describing the originals. The copy shares header maps and the
-// bodies' backing arrays with it, so it costs no body copy.
+// Truncate returns the item with bodies cut to at most limit bytes
+// (DefaultMaxBody when limit <= 0) and marked Truncated; Size and SHA256
+// keep describing the originals. When nothing needs cutting it returns it
+// itself (items are immutable); otherwise a copy sharing header maps and
+// the bodies' backing arrays with it, so it costs no body copy.
 func (it *Item) Truncate(limit int) *Item {
 	if limit <= 0 {
 		limit = DefaultMaxBody
+	}
+	if len(it.RequestBody.Data) <= limit && len(it.ResponseBody.Data) <= limit {
+		return it
 	}
 	c := *it
 	c.RequestBody = c.RequestBody.cut(limit)
@@ -202,7 +206,8 @@ func (it *Item) EncodedSize() int {
 	return len(b)
 }
 
-// FitTo returns a copy of the item whose JSON encoding is at most budget
+// FitTo returns the item (itself when it fits, else a copy) whose JSON
+// encoding is at most budget
 // bytes (DefaultItemBudget when budget <= 0). It cuts the larger body first,
 // then the other, then header values, then long strings (path, error), so
 // a stored item always fits DynamoDB's item limit whatever its bodies. Cut
@@ -213,6 +218,9 @@ func (it *Item) EncodedSize() int {
 func (it *Item) FitTo(budget int) *Item {
 	if budget <= 0 {
 		budget = DefaultItemBudget
+	}
+	if it.encodedBound() <= budget {
+		return it // the usual case: no copy, no encoding
 	}
 	c := *it
 	c.RequestBody.complete()
@@ -258,6 +266,23 @@ func (it *Item) FitTo(budget int) *Item {
 		}
 	}
 	return &c
+}
+
+// encodedBound is an upper bound of EncodedSize, cheap to compute: no
+// byte of a string or body encodes to more than 6 bytes (\u00XX), and the
+// fixed parts (field names, numbers, hashes) to less than 1 KiB.
+func (it *Item) encodedBound() int {
+	n := 1024 + 6*(len(it.SessionID)+len(it.ID)+len(it.Kind)+len(it.Method)+len(it.Path)+len(it.Direction)+len(it.Error))
+	n += 6*(len(it.RequestBody.Data)+len(it.ResponseBody.Data)) + 2*256
+	for _, h := range []map[string][]string{it.RequestHeaders, it.ResponseHeaders} {
+		for k, vs := range h {
+			n += 6*len(k) + 8
+			for _, v := range vs {
+				n += 6*len(v) + 3
+			}
+		}
+	}
+	return n
 }
 
 // fitBody cuts b (a body of c) until c encodes within budget or b is empty,

@@ -5,6 +5,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/proxyctl/proxyctl/internal/capture"
@@ -57,6 +58,22 @@ func (t *bodyTee) write(p []byte) {
 	t.h.Write(t.data)
 	t.h.Write(p)
 	t.data = append(t.data, p[:room]...)
+}
+
+// sizeHint allocates room for a body of the announced length (up to the
+// limit), so the copy does not grow step by step.
+func (t *bodyTee) sizeHint(contentLength []string) {
+	if len(contentLength) != 1 || t.data != nil {
+		return
+	}
+	n, err := strconv.ParseInt(contentLength[0], 10, 64)
+	if err != nil || n <= 0 {
+		return
+	}
+	if t.limit >= 0 {
+		n = min(n, t.limit)
+	}
+	t.data = make([]byte, 0, min(n, 1<<20))
 }
 
 // body returns the captured body. An untruncated body leaves Size and

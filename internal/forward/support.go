@@ -119,6 +119,9 @@ func (p *Proxy) putWriter(w *responseWriter) {
 func (w *responseWriter) WriteHeader(code int) {
 	if w.code == 0 && code >= 200 || code == http.StatusSwitchingProtocols {
 		w.code = code
+		if w.x != nil {
+			w.x.resp.sizeHint(w.Header()["Content-Length"])
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

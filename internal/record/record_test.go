@@ -172,3 +172,67 @@ func TestTapeSinkSkipsOtherKind(t *testing.T) {
 		t.Fatalf("want header + 1 exchange, got %d lines", n)
 	}
 }
+
+func TestStoreTransform(t *testing.T) {
+	big := bytes.Repeat([]byte("a"), 1<<20)
+	it := httpItem()
+	it.ResponseBody = capture.Body{Data: big}
+	got := StoreTransform(NewRedactor(nil, []string{"password"}), 1000)(it)
+	b := got.ResponseBody
+	if !b.Truncated || len(b.Data) != 1000 || b.Size != 1<<20 || cap(b.Data) > 2048 {
+		t.Fatalf("stored body: truncated %v, %d bytes kept (cap %d), size %d", b.Truncated, len(b.Data), cap(b.Data), b.Size)
+	}
+	if &b.Data[0] == &big[0] {
+		t.Fatal("the stored body shares the 1 MB original")
+	}
+	if got.RequestHeaders["Authorization"][0] != tape.Redacted || bytes.Contains(got.RequestBody.Data, []byte(secret)) {
+		t.Fatal("store items must be redacted")
+	}
+	if got.EncodedSize() > capture.DefaultItemBudget {
+		t.Fatal("store items must fit the item budget")
+	}
+}
+
+// A busy recorder (full batches) flushes at most FlushEvery later, from
+// Run when no further batch comes.
+func TestTapeSinkFlushesFullBatchesWithin(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "busy.tape")
+	w, err := tape.OpenFile(path, tape.Header{Kind: tape.KindHTTP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	sink := NewTapeSink(w)
+	sink.BatchSize, sink.FlushEvery = 2, 100*time.Millisecond
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- sink.Run(ctx) }()
+	a, b := httpItem(), httpItem()
+	b.Timestamp++
+	_ = sink.Deliver(ctx, []*capture.Item{a}) // not full: flushed at once
+	_ = sink.Deliver(ctx, []*capture.Item{a, b})
+	count := func() int {
+		r, err := tape.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		es, _ := r.ReadAll()
+		return len(es)
+	}
+	if n := count(); n != 1 && n != 3 {
+		t.Fatalf("%d entries on disk", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for count() != 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("a full batch was not flushed by Run")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -14,8 +14,11 @@ import (
 	"github.com/proxyctl/proxyctl/internal/tape"
 )
 
-// DefaultRedactHeaders are always redacted (DESIGN, Safety rules).
-var DefaultRedactHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "X-Api-Key"}
+// DefaultRedactHeaders returns the headers that are always redacted
+// (DESIGN, Safety rules).
+func DefaultRedactHeaders() []string {
+	return []string{"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "X-Api-Key"}
+}
 
 // Redactor replaces secrets in traffic items before any sink keeps or
 // sends them: the values of the default secret headers and of Headers,
@@ -37,7 +40,7 @@ type Redactor struct {
 func NewRedactor(headers, jsonPaths []string) *Redactor {
 	r := &Redactor{paths: jsonPaths}
 	seen := map[string]bool{}
-	for _, h := range append(append([]string(nil), DefaultRedactHeaders...), headers...) {
+	for _, h := range append(DefaultRedactHeaders(), headers...) {
 		c := textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(h))
 		if c != "" && !seen[c] {
 			seen[c] = true
@@ -102,10 +105,11 @@ func (r *Redactor) headers(h map[string][]string) (map[string][]string, bool) {
 		}
 	}
 	if !found {
-		// Keys not in canonical form (HTTP/2, hand-made maps) are rare:
-		// check them the slow way only when there are any.
+		// net/http canonicalizes header keys; a key that starts with a
+		// lower-case letter (a hand-made map, a non-token name) is checked
+		// the slow way.
 		for k := range h {
-			if k != textproto.CanonicalMIMEHeaderKey(k) && r.secret(k) {
+			if k != "" && 'a' <= k[0] && k[0] <= 'z' && r.secret(k) {
 				found = true
 				break
 			}

@@ -1,8 +1,10 @@
 package record
 
 import (
+	"bytes"
 	"context"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/proxyctl/proxyctl/internal/capture"
@@ -13,26 +15,76 @@ import (
 )
 
 // TapeSink writes items to a tape: HTTP items as exchanges, stdio items as
-// frames, with full bodies. Every delivered batch is flushed before
-// Deliver returns, so the tape on disk is never more than one batch behind
-// what the pipeline delivered (and a batch is delivered as soon as it is
-// queued): "flushed at least every second" holds with room to spare.
+// frames, with full bodies. A delivered batch is flushed at once when it
+// is not full (the queue ran dry: traffic is light) and otherwise at most
+// FlushEvery later, by Deliver or by Run's ticker, so the tape on disk is
+// never more than FlushEvery behind what was delivered ("flushed at least
+// every second", with room to spare) and a busy recorder does not pay a
+// write per batch.
 //
 // Add it to the pipeline with the Block policy and the Redactor's Item as
-// its transform.
+// its transform, and run Run alongside the pipeline.
 type TapeSink struct {
 	w   *tape.Writer
-	seq map[string]uint64 // per-session entry counter
+	seq map[string]uint64 // per-session entry counter; Deliver's goroutine only
 
-	// OnWrite, when set, is called with each batch once it is written and
-	// flushed (the status line).
+	// FlushEvery bounds how long written entries may stay buffered
+	// (DefaultFlushEvery when <= 0).
+	FlushEvery time.Duration
+	// BatchSize is the pipeline's batch size for this sink: a batch that
+	// is not full is flushed at once (capture.DefaultBatchSize when <= 0).
+	BatchSize int
+	// OnWrite, when set, is called with each batch once it is written
+	// (the status line).
 	OnWrite func(batch []*capture.Item)
+
+	mu        sync.Mutex
+	dirty     bool
+	lastFlush time.Time
 }
+
+// DefaultFlushEvery is how long a busy recorder may keep entries buffered.
+const DefaultFlushEvery = 200 * time.Millisecond
 
 // NewTapeSink returns a sink appending to w. The caller closes w after the
 // pipeline has drained.
 func NewTapeSink(w *tape.Writer) *TapeSink {
 	return &TapeSink{w: w, seq: map[string]uint64{}}
+}
+
+func (s *TapeSink) every() time.Duration {
+	if s.FlushEvery > 0 {
+		return s.FlushEvery
+	}
+	return DefaultFlushEvery
+}
+
+// Run flushes buffered entries every FlushEvery until ctx ends.
+func (s *TapeSink) Run(ctx context.Context) error {
+	t := time.NewTicker(s.every() / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			s.mu.Lock()
+			var err error
+			if s.dirty && time.Since(s.lastFlush) >= s.every()/2 {
+				err = s.flushLocked()
+			}
+			s.mu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *TapeSink) flushLocked() error {
+	s.dirty = false
+	s.lastFlush = time.Now()
+	return s.w.Flush()
 }
 
 // Name implements capture.Sink.
@@ -59,7 +111,15 @@ func (s *TapeSink) Deliver(_ context.Context, batch []*capture.Item) error {
 		}
 		n++
 	}
-	if err := s.w.Flush(); err != nil {
+	full := len(batch) >= s.BatchSize && s.BatchSize > 0 || s.BatchSize <= 0 && len(batch) >= capture.DefaultBatchSize
+	s.mu.Lock()
+	s.dirty = s.dirty || n > 0
+	var err error
+	if s.dirty && (!full || time.Since(s.lastFlush) >= s.every()) {
+		err = s.flushLocked()
+	}
+	s.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	if s.OnWrite != nil && n > 0 {
@@ -160,4 +220,26 @@ func FrameItem(m stdio.Message, ts int64) *capture.Item {
 		it.Error = "not delivered (rate limit or rule)"
 	}
 	return it
+}
+
+// StoreTransform is the store sink's transform: redact, cut bodies to
+// maxBody, fit the item to DynamoDB's item budget, and copy what was cut
+// so the stored item never pins a larger body (a tape's whole body) in
+// memory.
+func StoreTransform(red *Redactor, maxBody int) func(*capture.Item) *capture.Item {
+	return func(it *capture.Item) *capture.Item {
+		c := red.Item(it).Truncate(maxBody).FitTo(capture.DefaultItemBudget)
+		for _, b := range []*capture.Body{&c.RequestBody, &c.ResponseBody} {
+			if b.Truncated && len(b.Data) > 0 {
+				b.Data = bytes.Clone(b.Data)
+			}
+		}
+		return c
+	}
+}
+
+// LiveTransform is the live stream's transform: redact and cut bodies to
+// maxBody (the encoded frame is short-lived, so views are fine).
+func LiveTransform(red *Redactor, maxBody int) func(*capture.Item) *capture.Item {
+	return func(it *capture.Item) *capture.Item { return red.Item(it).Truncate(maxBody) }
 }

@@ -108,7 +108,10 @@ type Sessions interface {
 type Traffic interface {
 	// AppendTraffic stores items of any sessions. Storing an item with the
 	// same (SessionID, Timestamp) again overwrites it (redelivery is
-	// idempotent).
+	// idempotent). Items are immutable once appended (the capture pipeline
+	// shares them read-only between sinks): a backend may keep them as they
+	// are, maps and bodies included, and the caller must not modify them or
+	// hand over bodies that are views of larger buffers it wants freed.
 	AppendTraffic(ctx context.Context, items []*capture.Item) error
 	// ListTraffic returns up to limit items of sessionID with Timestamp >
 	// after, oldest first (limit clamped like Page.EffectiveLimit). An

@@ -85,7 +85,7 @@ func (s *Store) AppendTraffic(ctx context.Context, items []*capture.Item) error 
 // put stores a copy of it, overwriting the entry with the same session and
 // timestamp if there is one (which keeps its place in the eviction order).
 func (t *traffic) put(it *capture.Item) {
-	c := cloneItem(it)
+	c := *it // items are immutable (store.Traffic): no deep copy going in
 	size := itemSize(&c)
 	idx := t.bySession[c.SessionID]
 	if idx == nil {
@@ -189,7 +189,15 @@ func (q *queue) at(i int) *entry { return q.buf[q.off+i] }
 // search finds the position of timestamp ts in a queue sorted by
 // timestamp, as slices.BinarySearch does.
 func (q *queue) search(ts int64) (int, bool) {
-	return slices.BinarySearchFunc(q.live(), ts, func(e *entry, ts int64) int {
+	l := q.live()
+	// The usual cases first: appending the newest, evicting the oldest.
+	if n := len(l); n == 0 || l[n-1].item.Timestamp < ts {
+		return n, false
+	}
+	if l[0].item.Timestamp == ts {
+		return 0, true
+	}
+	return slices.BinarySearchFunc(l, ts, func(e *entry, ts int64) int {
 		return cmp.Compare(e.item.Timestamp, ts)
 	})
 }

@@ -392,11 +392,8 @@ func testTrafficCopyIsolation(t *testing.T, st store.Store) {
 	want := newItem("s", 1)
 	batch := []*capture.Item{in}
 	mustAppend(t, st, batch...)
-	// The caller's item, maps, bodies and slice are not retained.
-	in.Path = "/changed"
-	in.RequestHeaders["Accept"][0] = "changed"
-	in.RequestHeaders["New"] = []string{"x"}
-	in.RequestBody.Data[0] = 'X'
+	// The batch slice is not retained (the items are immutable: see
+	// store.Traffic).
 	batch[0] = newItem("s", 99)
 
 	got := mustList(t, st, "s", 0, 0)

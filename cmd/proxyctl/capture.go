@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/pflag"
+
+	"github.com/proxyctl/proxyctl/internal/admin"
+	"github.com/proxyctl/proxyctl/internal/capture"
+	"github.com/proxyctl/proxyctl/internal/config"
+	"github.com/proxyctl/proxyctl/internal/live"
+	"github.com/proxyctl/proxyctl/internal/record"
+	"github.com/proxyctl/proxyctl/internal/stdio"
+	"github.com/proxyctl/proxyctl/internal/tape"
+)
+
+// captureFlags are the capture and redaction flags of forward and record.
+type captureFlags struct {
+	Enabled       bool
+	MaxBody       config.Size
+	RedactHeaders []string
+	RedactJSON    []string
+	Tape          string // record only
+}
+
+func (c *captureFlags) register(fs *pflag.FlagSet, recording bool) {
+	c.MaxBody = capture.DefaultMaxBody
+	fs.BoolVar(&c.Enabled, "capture", true, "capture traffic to the store and the live stream (/api/ws); --capture=false turns it off")
+	fs.Var(&c.MaxBody, "max-capture-body", "bodies longer than this are truncated in the store and the live stream (marked, with size and SHA-256)")
+	fs.StringArrayVar(&c.RedactHeaders, "redact-header", nil, "header whose values are replaced by [REDACTED] wherever traffic is kept or sent, repeatable (Authorization, Cookie, Set-Cookie, X-Api-Key... always are)")
+	fs.StringArrayVar(&c.RedactJSON, "redact-json", nil, "dotted path of JSON body values to redact, e.g. password or items.*.token, repeatable")
+	if recording {
+		fs.StringVar(&c.Tape, "tape", "", "tape file to write (created or truncated, mode 0600)")
+	}
+}
+
+// options validates the flags. recording requires --tape.
+func (c *captureFlags) options(recording bool, kind tape.Kind, meta map[string]string) (captureOptions, error) {
+	o := captureOptions{
+		Enabled:  c.Enabled || recording,
+		MaxBody:  int64(c.MaxBody),
+		Redactor: record.NewRedactor(c.RedactHeaders, c.RedactJSON),
+		TapeKind: kind,
+		TapeMeta: meta,
+	}
+	if o.MaxBody <= 0 {
+		return o, config.Usagef("max-capture-body", "--max-capture-body must be positive")
+	}
+	if slices.Contains(c.RedactJSON, "") {
+		return o, config.Usagef("redact-json", "--redact-json must not be empty")
+	}
+	if recording {
+		if c.Tape == "" {
+			return o, config.Usagef("tape", "--tape is required")
+		}
+		if fi, err := os.Stat(c.Tape); err == nil && fi.IsDir() {
+			return o, config.Usagef("tape", "--tape %s is a directory", c.Tape)
+		}
+		if dir := filepath.Dir(c.Tape); dir != "" {
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				return o, config.Usagef("tape", "--tape %s: directory %s does not exist", c.Tape, dir)
+			}
+		}
+		o.Tape = c.Tape
+	}
+	return o, nil
+}
+
+// captureOptions is what the capture runtime runs with.
+type captureOptions struct {
+	Enabled  bool
+	MaxBody  int64
+	Redactor *record.Redactor
+	Tape     string
+	TapeKind tape.Kind
+	TapeMeta map[string]string
+}
+
+// captureRuntime is the capture pipeline of one command and its sinks:
+// the store (traffic API), the live stream (/api/ws) and, when recording,
+// the tape. It outlives the proxy listener: stop drains it after the last
+// in-flight exchange has published its item.
+type captureRuntime struct {
+	Pipeline *capture.Pipeline
+	Hub      *live.Hub
+	Stamper  *capture.Stamper
+	// BodyLimit is what the proxy keeps of each body: everything when a
+	// tape is written, else the store's and live stream's limit.
+	BodyLimit int64
+
+	tapeW     *tape.Writer
+	tapeSink  *record.TapeSink
+	status    *statusLine
+	log       zerolog.Logger
+	cancel    context.CancelFunc // stops the pipeline (which then drains)
+	cancelHub context.CancelFunc // closes live clients, after the drain
+	done      chan error
+	hubErr    chan error
+}
+
+// newCapture builds the pipeline and mounts the live stream and traffic
+// API on the admin server. It returns nil when capture is off.
+func (rt *proxyRuntime) newCapture(f *factory, o captureOptions) (*captureRuntime, error) {
+	if !o.Enabled {
+		rt.Admin.Routes = func(mux *http.ServeMux) {
+			mux.HandleFunc("GET /api/ws", func(w http.ResponseWriter, _ *http.Request) {
+				admin.WriteError(w, http.StatusConflict, "capture is off (--capture=false): no live stream")
+			})
+		}
+		return nil, nil
+	}
+	log := rt.Log.With().Str("component", "capture").Logger()
+	c := &captureRuntime{
+		log:       log,
+		Pipeline:  &capture.Pipeline{Log: log},
+		Stamper:   new(capture.Stamper),
+		BodyLimit: o.MaxBody,
+	}
+	red := o.Redactor.Item
+	limited := record.LiveTransform(o.Redactor, int(o.MaxBody))
+	stored := record.StoreTransform(o.Redactor, int(o.MaxBody))
+
+	if o.Tape != "" {
+		w, err := tape.OpenFile(o.Tape, tape.Header{Kind: o.TapeKind, Meta: o.TapeMeta})
+		if err != nil {
+			return nil, fmt.Errorf("open tape: %w", err)
+		}
+		c.tapeW = w
+		c.BodyLimit = -1 // tapes keep whole bodies
+		sink := record.NewTapeSink(w)
+		c.tapeSink = sink
+		c.status = newStatusLine(f.Stderr, o.Tape)
+		sink.OnWrite = c.status.add
+		c.Pipeline.Add(sink, capture.Block, capture.WithTransform(red))
+	}
+	c.Pipeline.Add(record.StoreSink{Traffic: rt.Store}, capture.Block, capture.WithTransform(stored))
+	c.Hub = &live.Hub{Log: rt.Log.With().Str("component", "live").Logger()}
+	c.Pipeline.Add(c.Hub, capture.Drop, capture.WithTransform(func(it *capture.Item) *capture.Item {
+		if c.Hub.Clients() == 0 {
+			return it // nobody listens: the hub drops it without looking
+		}
+		return limited(it)
+	}))
+	rt.Admin.Routes = func(mux *http.ServeMux) { mux.Handle("GET /api/ws", c.Hub) }
+
+	m := rt.Metrics
+	for _, sink := range []string{"tape", "store", "live"} {
+		if sink == "tape" && c.tapeW == nil {
+			continue
+		}
+		l := map[string]string{"sink": sink}
+		stat := func() capture.SinkStats { return c.Pipeline.Stats()[sink] }
+		m.GaugeFunc("proxyctl_capture_queue_depth", "Traffic items waiting for a capture sink (in memory and spilled to disk).", l,
+			func() float64 { return float64(stat().Queued) })
+		m.GaugeFunc("proxyctl_capture_spilling", "Of the queued items, those waiting in the sink's spill file.", l,
+			func() float64 { return float64(stat().Spilling) })
+		m.CounterFunc("proxyctl_capture_delivered_total", "Traffic items delivered to a capture sink.", l,
+			func() float64 { return float64(stat().Delivered) })
+		m.CounterFunc("proxyctl_capture_dropped_total", "Traffic items a capture sink lost (live stream: by policy when it cannot keep up).", l,
+			func() float64 { return float64(stat().Dropped) })
+		m.CounterFunc("proxyctl_capture_spilled_total", "Traffic items ever spilled to disk because a sink was behind.", l,
+			func() float64 { return float64(stat().Spilled) })
+	}
+	m.GaugeFunc("proxyctl_live_clients", "WebSocket clients of the live stream.", nil, func() float64 { return float64(c.Hub.Clients()) })
+	m.CounterFunc("proxyctl_live_clients_dropped_total", "Live-stream clients dropped because they could not keep up.", nil,
+		func() float64 { return float64(c.Hub.Dropped()) })
+	return c, nil
+}
+
+// start runs the pipeline and the live hub. They are stopped by stop, not
+// by ctx: the proxy's in-flight exchanges publish until its listener has
+// shut down.
+func (c *captureRuntime) start(ctx context.Context) {
+	if c == nil {
+		return
+	}
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	hctx, cancelHub := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel, c.cancelHub = cancel, cancelHub
+	c.done = make(chan error, 1)
+	c.hubErr = make(chan error, 1)
+	go func() { c.done <- c.Pipeline.Run(pctx) }()
+	go func() { c.hubErr <- c.Hub.Run(hctx) }()
+	if c.tapeSink != nil {
+		// Flushes the tape while the pipeline delivers; Close flushes the rest.
+		go func() {
+			if err := c.tapeSink.Run(pctx); err != nil {
+				c.log.Error().Err(err).Msg("tape flush failed")
+			}
+		}()
+	}
+	if c.status != nil {
+		c.status.start(pctx)
+	}
+}
+
+// stop drains every sink, closes the tape (flush and fsync) and prints the
+// recording summary.
+func (c *captureRuntime) stop() error {
+	if c == nil || c.cancel == nil {
+		return nil
+	}
+	c.cancel()
+	err := <-c.done
+	c.cancelHub()
+	if herr := <-c.hubErr; herr != nil {
+		err = errors.Join(err, fmt.Errorf("live stream: %w", herr))
+	}
+	if c.tapeW != nil {
+		if cerr := c.tapeW.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close tape: %w", cerr))
+		}
+	}
+	if c.status != nil {
+		c.status.finish(c.Pipeline.Stats()["tape"])
+	}
+	if err != nil {
+		return fmt.Errorf("capture: %w", err)
+	}
+	return nil
+}
+
+// publishFrame is the stdio relay's OnMessage hook.
+func (c *captureRuntime) publishFrame(m stdio.Message) {
+	c.Pipeline.Publish(record.FrameItem(m, c.Stamper.Stamp(m.SessionID, m.Time)))
+}
