@@ -43,6 +43,15 @@ type Limiter interface {
 	Allow(k ratelimit.Keys) ratelimit.Decision
 }
 
+// StubServer answers requests with session-scoped stubs. ServeStub writes
+// a matching stub's response and reports true, or reports false, having
+// written nothing, when no stub of the session matches; it may read the
+// request body to match it but must then leave r.Body reading the whole
+// body again from the start.
+type StubServer interface {
+	ServeStub(w http.ResponseWriter, r *http.Request, sessionID string) (bool, error)
+}
+
 // Observer receives per-request facts for metrics. Implementations must be
 // cheap and must not block.
 type Observer interface {
@@ -103,6 +112,15 @@ type Proxy struct {
 	CaptureBodyLimit int64
 	// Stamper issues the items' per-session timestamps (nil: the Proxy's own).
 	Stamper *capture.Stamper
+
+	// Stubs, when set, may answer a request that passed the guard chain
+	// instead of the upstream (DESIGN: "... rate limits (429) -> stubs ->
+	// upstream"); the traffic item then says stubbed.
+	Stubs StubServer
+	// Backend, when set, answers what no stub answered and no service
+	// header routed elsewhere, instead of Target: replay serves its tape
+	// this way, behind the same guard chain, stubs and capture.
+	Backend http.Handler
 
 	once     sync.Once
 	stamper  *capture.Stamper
@@ -208,9 +226,12 @@ func (p *Proxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	r.Header.Del("Proxy-Authorization")
 
-	up, ok := p.pickUpstream(w, r)
-	if !ok {
-		return
+	var up *upstream
+	if p.Backend == nil || r.Header.Get(p.svcHdr) != "" {
+		var ok bool
+		if up, ok = p.pickUpstream(w, r); !ok {
+			return
+		}
 	}
 
 	peer, _ := peerAddr(r.RemoteAddr)
@@ -258,6 +279,22 @@ func (p *Proxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, p.MaxBodySize)
+	}
+	if p.Stubs != nil {
+		served, err := p.Stubs.ServeStub(w, r, sessionID)
+		if err != nil {
+			p.Log.Warn().Err(err).Msg("stub lookup failed; forwarding")
+		}
+		if served {
+			if w.x != nil {
+				w.x.stubbed = true
+			}
+			return
+		}
+	}
+	if up == nil {
+		p.Backend.ServeHTTP(w, r)
+		return
 	}
 	if up.sync != nil && fastEligible(r) {
 		p.serveFast(w, r, up, peer)
