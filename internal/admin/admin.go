@@ -1,5 +1,5 @@
 // Package admin serves proxyctl's admin API: health, metrics, session
-// management and captured traffic, behind an optional bearer token.
+// management, stubs and captured traffic, behind an optional bearer token.
 package admin
 
 import (
@@ -42,6 +42,9 @@ type Server struct {
 	// Traffic, when set, serves GET /api/sessions/{id}/traffic from the
 	// store. With Sessions also set, an unknown session is a 404.
 	Traffic store.Traffic
+	// Stubs, when set, serves the session-scoped stub routes (see
+	// StubAPI): list, create, get, delete and from-traffic.
+	Stubs StubAPI
 	// Token, when set, is required as "Authorization: Bearer <token>" on
 	// every route but /healthz.
 	Token string
@@ -75,6 +78,9 @@ func (s *Server) init() {
 	}
 	if s.Traffic != nil {
 		mux.HandleFunc("GET /api/sessions/{id}/traffic", s.listTraffic)
+	}
+	if s.Stubs != nil {
+		s.stubRoutes(mux)
 	}
 	// Go's profiler, as Caddy's admin API has it: behind the same token,
 	// on the admin listener (loopback unless a token is set).

@@ -21,6 +21,15 @@
 //
 // Sessions are not bounded here: the session manager enforces the maximum
 // number of sessions.
+//
+// # Stub bounds
+//
+// At most Options.MaxStubsPerSession stubs (DefaultMaxStubsPerSession, 10,000)
+// are kept per session id (the global id "*" included) and at most
+// Options.MaxStubs (DefaultMaxStubs, 100,000) in all. A new stub past either
+// bound is refused with store.ErrLimit, once the session's expired stubs have
+// been dropped to make room; replacing a stub is always allowed. Stubs are
+// deep copies in and out, like sessions and items.
 package memstore
 
 import (
@@ -47,12 +56,19 @@ type Store struct {
 	ids      []string // sorted, for ListSessions
 
 	traffic traffic // has its own lock
+	stubs   stubs   // has its own lock
 }
 
 // Traffic bound defaults (see the package documentation).
 const (
 	DefaultMaxTrafficItems       = 10_000
 	DefaultMaxTrafficBytes int64 = 64 << 20
+)
+
+// Stub bound defaults (see the package documentation).
+const (
+	DefaultMaxStubsPerSession = 10_000
+	DefaultMaxStubs           = 100_000
 )
 
 // Options configures a Store. The zero value gives the defaults.
@@ -63,6 +79,11 @@ type Options struct {
 	// MaxTrafficBytes caps the estimated size of the traffic items kept;
 	// DefaultMaxTrafficBytes when <= 0.
 	MaxTrafficBytes int64
+	// MaxStubsPerSession caps the stubs kept per session id;
+	// DefaultMaxStubsPerSession when <= 0.
+	MaxStubsPerSession int
+	// MaxStubs caps the stubs kept in all; DefaultMaxStubs when <= 0.
+	MaxStubs int
 }
 
 // New returns an empty store with the default Options.
@@ -76,8 +97,15 @@ func NewWithOptions(o Options) *Store {
 	if o.MaxTrafficBytes <= 0 {
 		o.MaxTrafficBytes = DefaultMaxTrafficBytes
 	}
+	if o.MaxStubsPerSession <= 0 {
+		o.MaxStubsPerSession = DefaultMaxStubsPerSession
+	}
+	if o.MaxStubs <= 0 {
+		o.MaxStubs = DefaultMaxStubs
+	}
 	s := &Store{sessions: make(map[string]store.Session)}
 	s.traffic.init(o.MaxTrafficItems, o.MaxTrafficBytes)
+	s.stubs.init(o.MaxStubsPerSession, o.MaxStubs)
 	return s
 }
 
