@@ -60,11 +60,9 @@ run_wrk() {
 echo "# wrk -t$THREADS -c$CONNS -d$DURATION, 1 KB static file, $(nproc) cores, $(date -u +%FT%TZ)"
 printf '%-5s %10s %10s | %6s\n' round forward record ratio
 ratios=()
-recorded=0
 for r in $(seq "$ROUNDS"); do
 	read -r f_rps _ f_bad < <(run_wrk "$FWD" "$DURATION")
-	read -r r_rps r_total r_bad < <(run_wrk "$REC" "$DURATION")
-	recorded=$((recorded + r_total))
+	read -r r_rps _ r_bad < <(run_wrk "$REC" "$DURATION")
 	if [[ "$f_bad$r_bad" != "00" ]]; then
 		echo "bench: non-2xx responses (forward $f_bad, record $r_bad): numbers are not valid" >&2
 		exit 1
@@ -77,20 +75,28 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1
 echo "median record/forward(--capture=false): $(median "${ratios[@]}")x"
 
 if [[ "$RSS" == 1 ]]; then
-	rss() { awk '/^VmRSS:/ {print $2}' "/proc/$rec_pid/status"; }
-	# drive DURATION-sized wrk runs until the recorder has seen $1 exchanges
+	# A fresh recorder, driven to 100k and then 1M exchanges.
+	kill "$rec_pid"
+	RSSP=$(free_port)
+	"$work/proxyctl" record http --target "http://127.0.0.1:$UP" --listen "127.0.0.1:$RSSP" \
+		--tape "$work/rss.tape" --admin-listen off --log-level warn 2>"$work/logs/rss.log" &
+	rss_pid=$!
+	pids+=("$rss_pid")
+	wait_http "$RSSP"
+	rss() { awk '/^VmRSS:/ {print $2}' "/proc/$rss_pid/status"; }
+	sent=0
 	drive_to() {
-		while ((recorded < $1)); do
-			read -r _ total _ < <(run_wrk "$REC" 5s)
-			recorded=$((recorded + total))
+		while ((sent < $1)); do
+			read -r _ total _ < <(run_wrk "$RSSP" 3s)
+			sent=$((sent + total))
 		done
 	}
 	drive_to 100000
 	sleep 2
-	at100k=$(rss); n100k=$recorded
+	at100k=$(rss); n100k=$sent
 	drive_to 1000000
 	sleep 2
-	at1m=$(rss); n1m=$recorded
+	at1m=$(rss); n1m=$sent
 	growth=$(awk -v a="$at1m" -v b="$at100k" 'BEGIN {printf "%+.1f%%", (a-b)*100/b}')
-	echo "record RSS: ${at100k} KiB at $n100k exchanges, ${at1m} KiB at $n1m exchanges ($growth); tape $(du -h "$work/bench.tape" | cut -f1)"
+	echo "record RSS: ${at100k} KiB after $n100k exchanges, ${at1m} KiB after $n1m exchanges ($growth); tape $(du -h "$work/rss.tape" | cut -f1)"
 fi

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -69,9 +70,19 @@ func (c *captureFlags) options(recording bool, kind tape.Kind, meta map[string]s
 			}
 		}
 		o.Tape = c.Tape
+		// Replay applies the same JSON redaction to live requests, so that
+		// they match recordings whose secrets were replaced.
+		if len(c.RedactJSON) > 0 {
+			b, _ := json.Marshal(c.RedactJSON)
+			o.TapeMeta[tapeMetaRedactJSON] = string(b)
+		}
 	}
 	return o, nil
 }
+
+// tapeMetaRedactJSON is the tape header meta key listing the recorder's
+// --redact-json paths (a JSON array).
+const tapeMetaRedactJSON = "redactJson"
 
 // captureOptions is what the capture runtime runs with.
 type captureOptions struct {

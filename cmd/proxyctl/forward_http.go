@@ -45,6 +45,8 @@ type forwardHTTPOptions struct {
 	ShutdownTimeout   time.Duration
 
 	Capture captureOptions
+	// Backend answers instead of an upstream (replay's tape).
+	Backend http.Handler
 
 	// Ready, when set, is called with the bound proxy and admin addresses
 	// once both listen (tests and the demo use it).
@@ -189,6 +191,8 @@ func runForwardHTTP(ctx context.Context, f *factory, o *forwardHTTPOptions) erro
 			Missing: session.ErrMissing, Unknown: session.ErrUnknown, Ended: session.ErrEnded,
 			TooMany: session.ErrTooMany, Unavailable: session.ErrUnavailable, InvalidID: session.ErrInvalidID,
 		},
+		Backend:   o.Backend,
+		Stubs:     rt.Stubs,
 		Observer:  rt.Metrics,
 		Transport: transport.NewSync(o.Transport),
 		Log:       o.Log.With().Str("component", "proxy").Logger(),

@@ -23,6 +23,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/proxyctl/proxyctl/internal/tape"
+	"github.com/proxyctl/proxyctl/internal/testutil"
 )
 
 // running is a proxying command started in-process by startProxyCmd.
@@ -34,23 +35,8 @@ type running struct {
 	stderr       *syncBuffer
 }
 
-// syncBuffer is a bytes.Buffer safe for the command's concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is testutil.SyncBuffer.
+type syncBuffer = testutil.SyncBuffer
 
 // startProxyCmd runs `forward http` or `record http` (group) in-process
 // with args plus free --listen and --admin-listen addresses.

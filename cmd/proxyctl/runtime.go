@@ -20,6 +20,7 @@ import (
 	"github.com/proxyctl/proxyctl/internal/session"
 	"github.com/proxyctl/proxyctl/internal/store"
 	"github.com/proxyctl/proxyctl/internal/store/memstore"
+	"github.com/proxyctl/proxyctl/internal/stub"
 )
 
 // limitFlags are the session and rate-limit flags forward, record and
@@ -99,6 +100,9 @@ type proxyRuntime struct {
 	Limiter  *ratelimit.Limiter
 	Metrics  *metrics.Metrics
 	Admin    *admin.Server
+	// Stubs answers requests with session stubs (HTTP commands), following
+	// the store; the admin API writes through it.
+	Stubs *stub.Engine
 
 	adminLn net.Listener
 }
@@ -117,6 +121,7 @@ func (f *factory) newProxyRuntime(ctx context.Context, log zerolog.Logger, scfg 
 		Limiter:  ratelimit.New(specs, ratelimit.Options{}),
 		Metrics:  metrics.New(),
 	}
+	rt.Stubs = &stub.Engine{Store: st, CacheTTL: scfg.CacheTTL, Log: log.With().Str("component", "stub").Logger()}
 	rt.Metrics.GaugeFunc("proxyctl_sessions", "Sessions known to this instance, by state.", map[string]string{"state": "active"},
 		func() float64 { return float64(rt.Sessions.Stats().Active) })
 	rt.Metrics.GaugeFunc("proxyctl_sessions", "Sessions known to this instance, by state.", map[string]string{"state": "closed"},
@@ -129,9 +134,13 @@ func (f *factory) newProxyRuntime(ctx context.Context, log zerolog.Logger, scfg 
 		Sessions: rt.Sessions,
 		Errors:   admin.Errors{Ended: session.ErrEnded, TooMany: session.ErrTooMany, Unavailable: session.ErrUnavailable, InvalidID: session.ErrInvalidID},
 		Traffic:  st,
-		Token:    f.global.AdminToken,
-		Metrics:  rt.Metrics.Handler(),
-		Log:      log.With().Str("component", "admin").Logger(),
+		Stubs: struct {
+			*stub.Engine
+			store.Traffic
+		}{rt.Stubs, st},
+		Token:   f.global.AdminToken,
+		Metrics: rt.Metrics.Handler(),
+		Log:     log.With().Str("component", "admin").Logger(),
 	}
 	if f.global.AdminListen != "off" {
 		ln, err := server.Listen(ctx, f.global.AdminListen, "--admin-listen")
