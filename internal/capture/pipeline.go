@@ -16,7 +16,6 @@ import (
 const (
 	DefaultQueueSize       = 4096
 	DefaultQueueBytes      = 64 << 20
-	DefaultLinger          = time.Millisecond
 	DefaultBatchSize       = 25 // DynamoDB BatchWriteItem maximum
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultRetryFor        = 5 * time.Minute
@@ -126,10 +125,6 @@ type Pipeline struct {
 	// ShutdownTimeout bounds the drain after Run's ctx ends;
 	// DefaultShutdownTimeout when <= 0.
 	ShutdownTimeout time.Duration
-	// Linger is how long a sink that was idle waits, once woken, for more
-	// items before delivering, so that under load it delivers batches
-	// instead of one item per wake-up (DefaultLinger when 0; < 0: none).
-	Linger time.Duration
 	// RetryFor is how long a Block sink's failing batch is retried before
 	// it is dropped (counted and logged); DefaultRetryFor when <= 0.
 	RetryFor time.Duration
@@ -493,10 +488,6 @@ func (s *sinkState) run(ctx, dctx context.Context) error {
 		s.mu.Unlock()
 	}()
 	buf := make([]*Item, 0, s.cfg.batchSize)
-	linger := s.p.Linger
-	if linger == 0 {
-		linger = DefaultLinger
-	}
 	for ctx.Err() == nil {
 		batch, _ := s.take(buf, false) // a spill error is logged and counted
 		if len(batch) > 0 {
@@ -506,9 +497,6 @@ func (s *sinkState) run(ctx, dctx context.Context) error {
 		}
 		select {
 		case <-s.wake:
-			if linger > 0 && s.queued() < s.cfg.batchSize {
-				time.Sleep(linger)
-			}
 		case <-ctx.Done():
 		}
 	}
@@ -535,13 +523,6 @@ func (s *sinkState) run(ctx, dctx context.Context) error {
 		s.deliver(dctx, batch)
 		clear(batch)
 	}
-}
-
-// queued is how many items wait in memory and in the spill file.
-func (s *sinkState) queued() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.n + s.spill.pending()
 }
 
 func (s *sinkState) isClosed() bool {
