@@ -118,7 +118,7 @@ func newRootCmd(f *factory) *cobra.Command {
 		RunE:  groupRunE,
 	}
 	fwd.AddCommand(newForwardHTTPCmd(f, nil), newForwardStdioCmd(f, nil))
-	root.AddCommand(fwd, newRecordCmd(f), newReplayCmd(f, nil), newVersionCmd(f), newDemoCmd(f, nil), newTapeCmd(f))
+	root.AddCommand(fwd, newRecordCmd(f), newReplayCmd(f, nil), newSessionCmd(f), newStubCmd(f), newStoreCmd(f), newVersionCmd(f), newDemoCmd(f, nil), newTapeCmd(f))
 	return root
 }
 

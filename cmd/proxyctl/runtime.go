@@ -80,6 +80,12 @@ func (l *limitFlags) validate() (session.Config, []ratelimit.Spec, error) {
 
 // openStore opens the store named by --store.
 func openStore(raw string) (store.Store, error) {
+	return openStoreContext(context.Background(), raw)
+}
+
+// openStoreContext opens the store named by --store: memory, bolt:PATH or
+// dynamodb://?region=R&endpoint=URL&table-prefix=P.
+func openStoreContext(_ context.Context, raw string) (store.Store, error) {
 	switch {
 	case raw == "memory":
 		return memstore.New(), nil

@@ -2,8 +2,6 @@ package admin
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -206,20 +204,12 @@ func (s *Server) stubFromTraffic(w http.ResponseWriter, r *http.Request) {
 // saveStub completes, validates and stores st and answers 201 with it;
 // a stub that does not compile is answered with invalidCode.
 func (s *Server) saveStub(w http.ResponseWriter, r *http.Request, st store.Stub, invalidCode int) {
-	if st.StubID == "" {
-		st.StubID = newStubID()
-	}
-	if st.Response.Status == 0 {
-		st.Response.Status = http.StatusOK
-	}
-	now := time.Now()
-	st.CreatedAt = now.UTC()
-	if _, err := stub.Compile(st); err != nil {
+	st, err := stub.Prepare(st, time.Now())
+	if err != nil {
+		if errors.Is(err, stub.ErrExpired) {
+			invalidCode = http.StatusBadRequest
+		}
 		WriteError(w, invalidCode, err.Error())
-		return
-	}
-	if st.ExpiresAt != 0 && st.ExpiresAt <= now.Unix() {
-		WriteError(w, http.StatusBadRequest, fmt.Sprintf("expiresAt %d is in the past", st.ExpiresAt))
 		return
 	}
 	if err := s.Stubs.PutStub(r.Context(), st); err != nil {
@@ -254,10 +244,4 @@ func (s *Server) stubError(w http.ResponseWriter, err error) {
 		s.Log.Error().Err(err).Msg("admin stub request failed")
 		WriteError(w, http.StatusServiceUnavailable, "store unavailable")
 	}
-}
-
-func newStubID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b) // never fails
-	return hex.EncodeToString(b)
 }

@@ -6,7 +6,8 @@
 //
 // Each sink added to a [Pipeline] has its own bounded in-memory queue
 // (QueueSize items, QueueBytes of bodies) and its own goroutine that
-// delivers batches of up to BatchSize items, in publish order. [Pipeline.Publish] only appends: it
+// delivers batches of up to BatchSize items, in publish order.
+// [Pipeline.Publish] only appends: it
 // never waits for a sink, so a slow or stalled sink slows neither the
 // publisher nor the other sinks.
 //

@@ -38,7 +38,9 @@ package stub
 import (
 	"bytes"
 	"cmp"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -432,4 +434,35 @@ func compare(a, b *store.Stub) int {
 		return c
 	}
 	return cmp.Compare(a.StubID, b.StubID)
+}
+
+// Prepare completes a stub about to be stored, as the admin API and the
+// CLI do: a random stubId when absent, status 200 when absent, createdAt
+// now. It returns an error, fit for the user, when the stub does not
+// compile or has already expired.
+func Prepare(st store.Stub, now time.Time) (store.Stub, error) {
+	if st.StubID == "" {
+		st.StubID = NewID()
+	}
+	if st.Response.Status == 0 {
+		st.Response.Status = http.StatusOK
+	}
+	st.CreatedAt = now.UTC()
+	if _, err := Compile(st); err != nil {
+		return st, err
+	}
+	if st.ExpiresAt != 0 && st.ExpiresAt <= now.Unix() {
+		return st, fmt.Errorf("%w: expiresAt %d is in the past", ErrExpired, st.ExpiresAt)
+	}
+	return st, nil
+}
+
+// ErrExpired is Prepare's error for a stub whose expiresAt has passed.
+var ErrExpired = errors.New("stub already expired")
+
+// NewID returns a random stub id (32 hex digits).
+func NewID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails
+	return hex.EncodeToString(b)
 }
