@@ -19,3 +19,17 @@ if [[ -f test/mcp/package-lock.json ]]; then
 		echo "test-deps: npm not found; MCP end-to-end tests will be skipped" >&2
 	fi
 fi
+
+if [[ -f test/dynalite/package-lock.json ]]; then
+	if command -v npm >/dev/null; then
+		if [[ ! -d test/dynalite/node_modules ]] || [[ test/dynalite/package-lock.json -nt test/dynalite/node_modules ]]; then
+			echo "== npm ci (test/dynalite)"
+			npm ci --prefix test/dynalite --no-audit --no-fund --loglevel=error
+		fi
+	elif [[ "${CI:-}" == "true" ]]; then
+		echo "test-deps: npm is required in CI for the DynamoDB store tests (dynalite)" >&2
+		exit 1
+	else
+		echo "test-deps: npm not found; DynamoDB store tests (dynalite) will be skipped" >&2
+	fi
+fi

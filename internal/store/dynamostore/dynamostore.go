@@ -1,0 +1,340 @@
+// Package dynamostore is a store.Store on Amazon DynamoDB (aws-sdk-go-v2),
+// shared by every proxyctl instance that names the same tables.
+//
+// # URL
+//
+//	dynamodb://?region=R&endpoint=URL&table-prefix=P
+//
+// Every query parameter is optional. Region and credentials otherwise come
+// from the standard AWS configuration chain (environment, shared config
+// files, SSO, instance roles); endpoint replaces the service's endpoint
+// (dynalite, DynamoDB Local, a VPC endpoint) and then the region defaults
+// to us-east-1, which such servers ignore. table-prefix is prepended to the
+// three table names. Any other parameter is an error that names it.
+//
+// # Tables
+//
+// Store.Init (proxyctl store init) creates the tables, on-demand
+// (PAY_PER_REQUEST), if they are missing:
+//
+//	{prefix}sessions       PK sessionId (S)
+//	{prefix}stubs          PK sessionId (S), SK stubId (S); TTL expiresAt
+//	{prefix}proxy-traffic  PK sessionId (S), SK timestamp (N); TTL expiresAt
+//	                       GSI "by-id": PK sessionId (S), SK id (S), KEYS_ONLY
+//
+// A sessions item holds state (S), kind (S, absent when empty), labels (M of
+// S, always present, possibly empty) and createdAt, lastSeenAt, expiresAt and
+// endedAt as unix nanoseconds (N, absent when zero). Sessions are not
+// deleted by a TTL: an EXPIRED session must stay to be refused.
+//
+// A stubs item holds the stub's JSON (the admin API's form) in stub (S) and,
+// when the stub expires, expiresAt in unix seconds (N): DynamoDB's TTL
+// deletes expired stubs, typically within a few days; until then ListStubs
+// returns them and package stub ignores them, as the contract allows.
+//
+// A proxy-traffic item holds the capture.Item's JSON encoding in item (B),
+// gzip-compressed when that is smaller and the encoding is at least 1 KiB
+// (then itemEncoding (S) is "gzip"), its id (S) for the "by-id" index, and
+// expiresAt (unix seconds, N) when Options.TrafficTTL sets a retention.
+//
+// # Item size
+//
+// DynamoDB refuses items over 400 KB (409,600 bytes, attribute names
+// included). AppendTraffic sizes every item before writing it: the
+// attributes besides the blob (names, keys, id, encoding, expiresAt) are
+// counted at their largest, and the blob gets what remains less a 64-byte
+// margin, never more than capture.DefaultItemBudget (390,000 bytes, the
+// budget the capture pipeline already fits items to). An encoding over
+// that budget which compresses under it is stored whole; otherwise the
+// item is cut with capture.Item.FitTo to the budget (measured on the
+// uncompressed JSON: bodies first, marked truncated, their original size
+// and SHA-256 kept) and encoded again. A stored item therefore always
+// fits, whatever its bodies: two 350 KB binary bodies are cut (to about
+// 285 KB of data in all, base64 in the JSON), while two 350 KB bodies of
+// repetitive text are stored whole, unless the caller cut them already
+// (the capture pipeline's store sink applies FitTo before the store).
+//
+// # Consistency and cost
+//
+// Reads are strongly consistent, so a session closed or a stub deleted
+// through one instance is seen by the next read of every other instance.
+// Session state changes are conditional writes: CreateSession only creates,
+// EndSession only ends an ACTIVE session, TouchSession only moves
+// lastSeenAt forward on an ACTIVE session; a stale writer cannot reopen a
+// CLOSED session.
+//
+// ListSessions is ordered by id, as the contract requires, and a Scan is
+// not: each page therefore scans the whole sessions table (consistent
+// reads, filtered to ids after the cursor) and keeps the page's smallest
+// ids in a bounded heap. Memory stays at one page, but every page costs
+// about (table size / 4 KB) read units. It serves the admin API's and the
+// CLI's listings, never the request path (which uses GetSession).
+//
+// GetTraffic queries the "by-id" index for the item's key, then reads the
+// item with a consistent GetItem: two small reads whatever the session's size,
+// paid for by one index write (about 1 write unit) per stored item. The
+// index is eventually consistent: on DynamoDB an item can usually be found
+// by id within a second of AppendTraffic (immediately on dynalite).
+// ListTraffic is a Query on (sessionId, timestamp), oldest first. Item ids
+// that are empty or longer than 1,024 bytes are not indexed (GetTraffic
+// does not find them).
+//
+// AppendTraffic writes with BatchWriteItem, 25 items per call, one call
+// after the other. Items DynamoDB leaves unprocessed (throttling) are sent
+// again with jittered exponential backoff, 8 attempts per call at most
+// (about 5 s of waiting at worst); what is still unprocessed then is an
+// error, and the caller (the capture pipeline) retries the batch later:
+// writes are idempotent by key.
+//
+// # Stub bounds
+//
+// PutStub refuses a new stub with store.ErrLimit when its session already
+// holds Options.MaxStubsPerSession live (unexpired) stubs
+// (DefaultMaxStubsPerSession, 10,000). The count is a Query over the
+// session's stubs before the write, so the bound is approximate under
+// concurrent puts to one session (each racing writer can add one), and
+// every put costs a Query over the session's stubs (read units by their
+// size). There is no bound on the stubs of all sessions.
+package dynamostore
+
+import (
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/proxyctl/proxyctl/internal/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Scheme is the URL scheme of a DynamoDB store.
+const Scheme = "dynamodb"
+
+// Table names without the prefix.
+const (
+	SessionsTable = "sessions"
+	StubsTable    = "stubs"
+	TrafficTable  = "proxy-traffic"
+)
+
+// ErrBadURL wraps every problem with a store URL (and a missing region):
+// a configuration error, which the message explains naming the query
+// parameter.
+var ErrBadURL = errors.New("invalid dynamodb store URL")
+
+// DefaultMaxStubsPerSession is the default of Options.MaxStubsPerSession.
+const DefaultMaxStubsPerSession = 10_000
+
+// defaultEndpointRegion is the signing region used with an endpoint and no
+// region from the URL or the AWS configuration.
+const defaultEndpointRegion = "us-east-1"
+
+// Options configures a Store. The zero value gives the defaults.
+type Options struct {
+	// LoadOptions are passed to config.LoadDefaultConfig before the URL's
+	// region (which wins), for example static credentials.
+	LoadOptions []func(*config.LoadOptions) error
+	// TrafficTTL, when > 0, is how long traffic items are kept: each gets
+	// an expiresAt of its timestamp plus TrafficTTL, and DynamoDB's TTL
+	// deletes it some time after that.
+	TrafficTTL time.Duration
+	// MaxStubsPerSession bounds the live stubs of one session id;
+	// DefaultMaxStubsPerSession when <= 0.
+	MaxStubsPerSession int
+}
+
+// api is the part of *dynamodb.Client the store uses (tests wrap it).
+type api interface {
+	CreateTable(context.Context, *dynamodb.CreateTableInput, ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+	DescribeTable(context.Context, *dynamodb.DescribeTableInput, ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	DescribeTimeToLive(context.Context, *dynamodb.DescribeTimeToLiveInput, ...func(*dynamodb.Options)) (*dynamodb.DescribeTimeToLiveOutput, error)
+	UpdateTimeToLive(context.Context, *dynamodb.UpdateTimeToLiveInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateTimeToLiveOutput, error)
+	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	Scan(context.Context, *dynamodb.ScanInput, ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+	BatchWriteItem(context.Context, *dynamodb.BatchWriteItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
+}
+
+var _ api = (*dynamodb.Client)(nil)
+
+// Store is a store.Store on DynamoDB. It is safe for concurrent use and
+// holds no data itself: every call reads or writes the tables.
+type Store struct {
+	db                           api
+	sessions, stubs, traffic     string // table names
+	trafficTTL                   time.Duration
+	maxStubs                     int
+	retry                        backoff // for BatchWriteItem's unprocessed items
+	gzipWriters, gzipReaders     sync.Pool
+	clientRegion, clientEndpoint string // for String
+}
+
+// Open opens the store named by a dynamodb:// URL (see the package
+// documentation). It reads the AWS configuration but does not contact
+// DynamoDB: call Init to create the tables.
+func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadURL, err)
+	}
+	return OpenURL(ctx, u, o)
+}
+
+// URL is a parsed dynamodb:// URL.
+type URL struct {
+	Region, Endpoint, TablePrefix string
+}
+
+// ParseURL checks a dynamodb:// URL and returns its parameters.
+func ParseURL(u *url.URL) (URL, error) {
+	var out URL
+	if u.Scheme != Scheme {
+		return out, fmt.Errorf("%w: scheme %q, want %q", ErrBadURL, u.Scheme, Scheme)
+	}
+	if u.User != nil || u.Host != "" || u.Opaque != "" || (u.Path != "" && u.Path != "/") || u.Fragment != "" {
+		return out, fmt.Errorf("%w %q: only query parameters are allowed (dynamodb://?region=R&endpoint=URL&table-prefix=P)", ErrBadURL, u.Redacted())
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return out, fmt.Errorf("%w: query: %w", ErrBadURL, err)
+	}
+	for name, vs := range q {
+		if len(vs) != 1 {
+			return out, fmt.Errorf("%w: query parameter %q given %d times", ErrBadURL, name, len(vs))
+		}
+		v := vs[0]
+		switch name {
+		case "region":
+			if v == "" {
+				return out, fmt.Errorf("%w: query parameter \"region\" is empty", ErrBadURL)
+			}
+			out.Region = v
+		case "endpoint":
+			e, err := url.Parse(v)
+			if err != nil || (e.Scheme != "http" && e.Scheme != "https") || e.Host == "" {
+				return out, fmt.Errorf("%w: query parameter \"endpoint\" %q: want an http or https URL", ErrBadURL, v)
+			}
+			out.Endpoint = v
+		case "table-prefix":
+			if err := checkPrefix(v); err != nil {
+				return out, fmt.Errorf("%w: query parameter \"table-prefix\" %q: %w", ErrBadURL, v, err)
+			}
+			out.TablePrefix = v
+		default:
+			return out, fmt.Errorf("%w: unknown query parameter %q (want region, endpoint, table-prefix)", ErrBadURL, name)
+		}
+	}
+	return out, nil
+}
+
+// checkPrefix checks that prefix makes valid table names: [A-Za-z0-9_.-],
+// at most 255 characters in all.
+func checkPrefix(prefix string) error {
+	if len(prefix)+len(TrafficTable) > 255 {
+		return fmt.Errorf("too long: table names are at most 255 characters")
+	}
+	for _, r := range prefix {
+		if !tableNameChar(r) {
+			return fmt.Errorf("character %q not allowed in a table name (want A-Z a-z 0-9 _ - .)", r)
+		}
+	}
+	return nil
+}
+
+func tableNameChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.'
+}
+
+// OpenURL is Open with a parsed URL.
+func OpenURL(ctx context.Context, u *url.URL, o Options) (*Store, error) {
+	p, err := ParseURL(u)
+	if err != nil {
+		return nil, err
+	}
+	opts := append([]func(*config.LoadOptions) error(nil), o.LoadOptions...)
+	if p.Region != "" {
+		opts = append(opts, config.WithRegion(p.Region))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("dynamodb store: load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		if p.Endpoint == "" {
+			return nil, fmt.Errorf("%w: no AWS region: set ?region= in the store URL, or AWS_REGION", ErrBadURL)
+		}
+		cfg.Region = defaultEndpointRegion
+	}
+	client := dynamodb.NewFromConfig(cfg, func(co *dynamodb.Options) {
+		if p.Endpoint != "" {
+			co.BaseEndpoint = aws.String(p.Endpoint)
+		}
+	})
+	s := newStore(client, p.TablePrefix, o)
+	s.clientRegion, s.clientEndpoint = cfg.Region, p.Endpoint
+	return s, nil
+}
+
+func newStore(db api, prefix string, o Options) *Store {
+	s := &Store{
+		db:         db,
+		sessions:   prefix + SessionsTable,
+		stubs:      prefix + StubsTable,
+		traffic:    prefix + TrafficTable,
+		trafficTTL: o.TrafficTTL,
+		maxStubs:   o.MaxStubsPerSession,
+		retry:      backoff{base: retryBase, max: retryMax, attempts: retryAttempts},
+	}
+	if s.maxStubs <= 0 {
+		s.maxStubs = DefaultMaxStubsPerSession
+	}
+	s.gzipWriters.New = func() any {
+		w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // a valid level: no error
+		return w
+	}
+	return s
+}
+
+// Tables returns the names of the sessions, stubs and traffic tables.
+func (s *Store) Tables() []string { return []string{s.sessions, s.stubs, s.traffic} }
+
+// String describes the store for logs: region, endpoint and tables.
+func (s *Store) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "dynamodb region=%s", s.clientRegion)
+	if s.clientEndpoint != "" {
+		fmt.Fprintf(&b, " endpoint=%s", s.clientEndpoint)
+	}
+	fmt.Fprintf(&b, " tables=%s", strings.Join(s.Tables(), ","))
+	return b.String()
+}
+
+// Close implements store.Store. The store holds no connection of its own
+// (the SDK's HTTP client pools them); it stays usable.
+func (s *Store) Close() error { return nil }
+
+// isCode reports whether err is a DynamoDB API error with that code.
+func isCode(err error, code string) bool {
+	ae, ok := errors.AsType[smithy.APIError](err)
+	return ok && ae.ErrorCode() == code
+}
+
+// conditionFailed returns the ConditionalCheckFailedException in err, if
+// any.
+func conditionFailed(err error) (*types.ConditionalCheckFailedException, bool) {
+	return errors.AsType[*types.ConditionalCheckFailedException](err)
+}
