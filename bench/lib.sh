@@ -1,14 +1,29 @@
 # Shared by the bench scripts (sourced): tools check, work dir with cleanup,
-# free loopback ports, the 1 KB static file, wait_http.
-for tool in nginx wrk go; do
+# free loopback ports, the 1 KB static file, wait_http. A script that needs
+# other tools sets bench_tools before sourcing it.
+for tool in ${bench_tools:-nginx wrk go}; do
 	command -v "$tool" >/dev/null || { echo "bench: $tool not found (run bench/setup.sh)" >&2; exit 1; }
 done
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=$(mktemp -d)
 pids=()
+# alive PID: running (not gone, not a zombie waiting to be reaped).
+alive() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $s != Z* ]]; }
+# cleanup stops every process in pids: SIGTERM, then SIGKILL for whatever
+# still runs after 5 s, so the script always ends.
 cleanup() {
+	local p left
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for _ in $(seq 50); do
+		left=0
+		for p in "${pids[@]}"; do alive "$p" && left=1; done
+		((left)) || break
+		sleep 0.1
+	done
+	for p in "${pids[@]}"; do
+		if alive "$p"; then kill -9 "$p" 2>/dev/null || true; fi
+	done
 	wait 2>/dev/null || true
 	rm -rf "$work"
 }

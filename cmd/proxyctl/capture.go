@@ -151,7 +151,9 @@ func (rt *proxyRuntime) newCapture(f *factory, o captureOptions) (*captureRuntim
 		sink.OnWrite = c.status.add
 		c.Pipeline.Add(sink, capture.Block, capture.WithTransform(red))
 	}
-	c.Pipeline.Add(record.StoreSink{Traffic: rt.Store}, capture.Block, capture.WithTransform(stored))
+	// Stores write a batch per transaction (bolt: one fsync) or split it
+	// into BatchWriteItem calls (DynamoDB): bigger batches keep up with more.
+	c.Pipeline.Add(record.StoreSink{Traffic: rt.Store}, capture.Block, capture.WithTransform(stored), capture.WithBatchSize(500))
 	c.Hub = &live.Hub{Log: rt.Log.With().Str("component", "live").Logger()}
 	c.Pipeline.Add(c.Hub, capture.Drop, capture.WithTransform(func(it *capture.Item) *capture.Item {
 		if c.Hub.Clients() == 0 {

@@ -67,6 +67,9 @@ func runDemo(ctx context.Context, f *factory, o *demoOptions) error {
 	if f.global.AdminListen == "127.0.0.1:9901" {
 		f.global.AdminListen = "127.0.0.1:0" // do not collide with a running proxyctl
 	}
+	if !f.global.StoreChosen {
+		f.global.Store = "memory" // the tour leaves nothing behind
+	}
 	ready := make(chan [2]string, 1)
 	var lf limitFlags
 	lf.SessionHeader, lf.SessionMode, lf.SessionMax = "X-Proxy-Session", "auto", 100

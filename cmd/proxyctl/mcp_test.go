@@ -31,7 +31,7 @@ func TestMCPRecordThenReplayStdio(t *testing.T) {
 		t.Helper()
 		cmd := exec.CommandContext(ctx, node, append([]string{"replay-client.mjs", self}, args...)...)
 		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "PROXYCTL_TEST_MAIN=1", "GORACE=atexit_sleep_ms=0")
+		cmd.Env = append(os.Environ(), "PROXYCTL_TEST_MAIN=1", "GORACE=atexit_sleep_ms=0", "XDG_DATA_HOME="+t.TempDir())
 		cmd.WaitDelay = 5 * time.Second
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr

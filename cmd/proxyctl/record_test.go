@@ -348,7 +348,7 @@ func grepLines(s, sub string) string {
 func reexec(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "PROXYCTL_TEST_MAIN=1")
+	cmd.Env = append(os.Environ(), "PROXYCTL_TEST_MAIN=1", "XDG_DATA_HOME="+t.TempDir())
 	stderr := new(syncBuffer)
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {

@@ -45,6 +45,7 @@ type globalOptions struct {
 	LogLevel    string
 	LogFormat   string
 	Store       string
+	StoreChosen bool // --store was given (flag, environment or config file)
 	AdminListen string
 	AdminToken  string
 }
@@ -107,7 +108,7 @@ func newRootCmd(f *factory) *cobra.Command {
 	pf.StringVar(&g.ConfigFile, "config", "", "config file (YAML, JSON or TOML; keys are flag names)")
 	pf.StringVar(&g.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pf.StringVar(&g.LogFormat, "log-format", "auto", "log format: auto (console on a terminal, else json), json or console")
-	pf.StringVar(&g.Store, "store", "memory", "store URL: memory (bolt:PATH and dynamodb://... arrive with the persistence work)")
+	pf.StringVar(&g.Store, "store", defaultStore(f.Getenv), "store URL: bolt:PATH (the default: an embedded file), memory (nothing survives exit) or dynamodb://?region=R&endpoint=URL&table-prefix=P")
 	pf.StringVar(&g.AdminListen, "admin-listen", "127.0.0.1:9901", "admin API address, or off")
 	pf.StringVar(&g.AdminToken, "admin-token", "", "bearer token required by the admin API (required for a non-loopback --admin-listen)")
 
@@ -154,6 +155,9 @@ func (f *factory) applyConfig(fs *pflag.FlagSet) error {
 	}
 	if err := config.Apply(fs, f.global.ConfigFile, getenv); err != nil {
 		return err
+	}
+	if fl := fs.Lookup("store"); fl != nil {
+		f.global.StoreChosen = fl.Changed
 	}
 	if _, err := zerolog.ParseLevel(f.global.LogLevel); err != nil || f.global.LogLevel == "" {
 		return config.Usagef("log-level", "--log-level %q must be debug, info, warn or error", f.global.LogLevel)

@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
+	bbolterrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/proxyctl/proxyctl/internal/admin"
@@ -19,6 +22,8 @@ import (
 	"github.com/proxyctl/proxyctl/internal/server"
 	"github.com/proxyctl/proxyctl/internal/session"
 	"github.com/proxyctl/proxyctl/internal/store"
+	"github.com/proxyctl/proxyctl/internal/store/boltstore"
+	"github.com/proxyctl/proxyctl/internal/store/dynamostore"
 	"github.com/proxyctl/proxyctl/internal/store/memstore"
 	"github.com/proxyctl/proxyctl/internal/stub"
 )
@@ -78,22 +83,64 @@ func (l *limitFlags) validate() (session.Config, []ratelimit.Spec, error) {
 	return cfg, specs, nil
 }
 
-// openStore opens the store named by --store.
-func openStore(raw string) (store.Store, error) {
-	return openStoreContext(context.Background(), raw)
-}
-
 // openStoreContext opens the store named by --store: memory, bolt:PATH or
 // dynamodb://?region=R&endpoint=URL&table-prefix=P.
-func openStoreContext(_ context.Context, raw string) (store.Store, error) {
+func openStoreContext(ctx context.Context, raw string) (store.Store, error) {
 	switch {
 	case raw == "memory":
 		return memstore.New(), nil
-	case strings.HasPrefix(raw, "bolt:"), strings.HasPrefix(raw, "dynamodb://"):
-		return nil, config.Usagef("store", "--store %s: this build supports only the memory store so far", raw)
+	case strings.HasPrefix(raw, "bolt:"):
+		path := strings.TrimPrefix(raw, "bolt:")
+		if path == "" {
+			return nil, config.Usagef("store", "--store bolt:PATH needs a path")
+		}
+		st, err := boltstore.Open(path, boltstore.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		return st, nil
+	case strings.HasPrefix(raw, "dynamodb://"):
+		st, err := dynamostore.Open(ctx, raw, dynamostore.Options{})
+		if err != nil {
+			if errors.Is(err, dynamostore.ErrBadURL) {
+				return nil, config.FlagError("store", err)
+			}
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		return st, nil
 	default:
 		return nil, config.Usagef("store", "--store %q must be memory, bolt:PATH or dynamodb://...", raw)
 	}
+}
+
+// defaultStore is the embedded default: a bolt file in the user's data
+// directory ($XDG_DATA_HOME/proxyctl/proxyctl.db, else
+// ~/.local/share/proxyctl/proxyctl.db), or memory when neither
+// XDG_DATA_HOME nor HOME is set.
+func defaultStore(getenv func(string) string) string {
+	dir := getenv("XDG_DATA_HOME")
+	if dir == "" {
+		home := getenv("HOME")
+		if home == "" {
+			return "memory"
+		}
+		dir = filepath.Join(home, ".local", "share")
+	}
+	return "bolt:" + filepath.Join(dir, "proxyctl", "proxyctl.db")
+}
+
+// openRuntimeStore opens --store for a proxying command. When the store
+// was not chosen (the bolt default) and another proxyctl process holds its
+// file, the command runs on the memory store instead, with a warning:
+// several MCP servers wrapped by proxyctl at once must not fail because
+// they share the default file.
+func (f *factory) openRuntimeStore(ctx context.Context, log zerolog.Logger) (store.Store, error) {
+	st, err := openStoreContext(ctx, f.global.Store)
+	if err != nil && !f.global.StoreChosen && strings.HasPrefix(f.global.Store, "bolt:") && errors.Is(err, bbolterrors.ErrTimeout) {
+		log.Warn().Err(err).Msg("the default store is in use by another proxyctl process: this run uses the memory store (choose one with --store)")
+		return memstore.New(), nil
+	}
+	return st, err
 }
 
 // proxyRuntime is what a proxying command runs besides its listener: the
@@ -116,7 +163,7 @@ type proxyRuntime struct {
 // newProxyRuntime builds the runtime and binds the admin listener (so a
 // port conflict fails start-up, before any traffic is accepted).
 func (f *factory) newProxyRuntime(ctx context.Context, log zerolog.Logger, scfg session.Config, specs []ratelimit.Spec) (*proxyRuntime, error) {
-	st, err := openStore(f.global.Store)
+	st, err := f.openRuntimeStore(ctx, log)
 	if err != nil {
 		return nil, err
 	}
