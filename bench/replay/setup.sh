@@ -7,7 +7,7 @@
 # package-lock.json carries no "resolved" URLs (only "integrity" hashes), so
 # the repository names no package registry host. After changing
 # package.json: npm install --prefix bench/replay, then
-# node bench/replay/strip-resolved.mjs.
+# node scripts/strip-resolved.mjs bench/replay.
 set -euo pipefail
 dir=$(cd "$(dirname "$0")" && pwd)
 
