@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# forward http (capture on, auto sessions: what users run) with each store,
+# alternating wrk runs in each round (1 KB static file behind nginx,
+# loopback only):
+#   memory   --store memory
+#   bolt     --store bolt:FILE (the default kind)
+#   dynamo   --store dynamodb://?endpoint=dynalite (needs test/dynalite: make test-deps)
+# and prints req/s and the ratios bolt/memory and dynamo/memory per round.
+#
+# Environment: ROUNDS (5), DURATION (5s), CONNS (32), THREADS (1).
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-5s}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-1}
+
+bench_tools="nginx wrk go node"
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+UP=$(free_port); MEM=$(free_port); BOLT=$(free_port); DYN=$(free_port); DDB=$(free_port)
+
+cat >"$work/nginx.conf" <<CONF
+user root;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	server { listen 127.0.0.1:$UP; root $work/html; }
+}
+CONF
+nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
+pids+=($!)
+
+dynalite="$root/test/dynalite/node_modules/dynalite/cli.js"
+[[ -f $dynalite ]] || { echo "bench: dynalite not installed (make test-deps)" >&2; exit 1; }
+node "$dynalite" --port "$DDB" --host 127.0.0.1 --createTableMs 5 --deleteTableMs 5 --updateTableMs 5 >"$work/logs/dynalite.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do (echo >/dev/tcp/127.0.0.1/"$DDB") 2>/dev/null && break; sleep 0.1; done
+
+(cd "$root" && go build -o "$work/proxyctl" ./cmd/proxyctl)
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
+ddb="dynamodb://?endpoint=http://127.0.0.1:$DDB&table-prefix=bench-"
+"$work/proxyctl" store init --store "$ddb" >/dev/null
+common=(--target "http://127.0.0.1:$UP" --admin-listen off --log-level warn)
+"$work/proxyctl" forward http "${common[@]}" --listen "127.0.0.1:$MEM" --store memory 2>"$work/logs/mem.log" &
+pids+=($!)
+"$work/proxyctl" forward http "${common[@]}" --listen "127.0.0.1:$BOLT" --store "bolt:$work/bench.db" 2>"$work/logs/bolt.log" &
+pids+=($!)
+"$work/proxyctl" forward http "${common[@]}" --listen "127.0.0.1:$DYN" --store "$ddb" 2>"$work/logs/dyn.log" &
+pids+=($!)
+wait_http "$UP" "$MEM" "$BOLT" "$DYN"
+
+run_wrk() {
+	local out
+	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$1/1k.txt")
+	local rps non2xx
+	rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+	non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+	echo "${rps:-0} ${non2xx:-0}"
+}
+
+echo "# wrk -t$THREADS -c$CONNS -d$DURATION, 1 KB static file, forward http with capture, $(nproc) cores, $(date -u +%FT%TZ)"
+printf '%-5s %9s %9s %9s | %6s %6s\n' round memory bolt dynamo bolt/m dyn/m
+rb=(); rd=()
+for r in $(seq "$ROUNDS"); do
+	read -r m_rps m_bad < <(run_wrk "$MEM")
+	read -r b_rps b_bad < <(run_wrk "$BOLT")
+	read -r d_rps d_bad < <(run_wrk "$DYN")
+	if [[ "$m_bad$b_bad$d_bad" != "000" ]]; then
+		echo "bench: non-2xx responses (memory $m_bad, bolt $b_bad, dynamo $d_bad): numbers are not valid" >&2
+		exit 1
+	fi
+	b=$(awk -v a="$b_rps" -v m="$m_rps" 'BEGIN {printf "%.2f", a/m}')
+	d=$(awk -v a="$d_rps" -v m="$m_rps" 'BEGIN {printf "%.2f", a/m}')
+	rb+=("$b"); rd+=("$d")
+	printf '%-5s %9.0f %9.0f %9.0f | %5sx %5sx\n' "$r" "$m_rps" "$b_rps" "$d_rps" "$b" "$d"
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "median vs memory: bolt $(median "${rb[@]}")x, dynamo $(median "${rd[@]}")x"
