@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -16,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/proxyctl/proxyctl/internal/admin"
+	"github.com/proxyctl/proxyctl/internal/capture"
 	"github.com/proxyctl/proxyctl/internal/config"
 	"github.com/proxyctl/proxyctl/internal/metrics"
 	"github.com/proxyctl/proxyctl/internal/ratelimit"
@@ -163,10 +166,11 @@ type proxyRuntime struct {
 // newProxyRuntime builds the runtime and binds the admin listener (so a
 // port conflict fails start-up, before any traffic is accepted).
 func (f *factory) newProxyRuntime(ctx context.Context, log zerolog.Logger, scfg session.Config, specs []ratelimit.Spec) (*proxyRuntime, error) {
-	st, err := f.openRuntimeStore(ctx, log)
+	opened, err := f.openRuntimeStore(ctx, log)
 	if err != nil {
 		return nil, err
 	}
+	st := &guardedStore{Store: opened}
 	rt := &proxyRuntime{
 		Log:      log,
 		Store:    st,
@@ -183,6 +187,16 @@ func (f *factory) newProxyRuntime(ctx context.Context, log zerolog.Logger, scfg 
 		func() float64 { return float64(rt.Sessions.Stats().Expired) })
 	rt.Metrics.GaugeFunc("proxyctl_ratelimit_keys", "Per-key rate-limit buckets currently tracked.", nil,
 		func() float64 { return float64(rt.Limiter.Len()) })
+	probe := &storeProbe{Store: st, Log: log.With().Str("component", "store").Logger()}
+	rt.Metrics.GaugeFunc("proxyctl_store_up", "1 when the store answered its last health probe (at most one a second, when /healthz or /metrics is read), else 0.", nil,
+		func() float64 {
+			if probe.Check(context.Background()) != nil {
+				return 0
+			}
+			return 1
+		})
+	rt.Metrics.CounterFunc("proxyctl_store_errors_total", "Store calls that failed or timed out (sessions, stubs, traffic, health probes; not counting not-found, conflicts and callers that gave up).", nil,
+		func() float64 { return float64(st.errors.Load()) })
 	rt.Admin = &admin.Server{
 		Sessions: rt.Sessions,
 		Errors:   admin.Errors{Ended: session.ErrEnded, TooMany: session.ErrTooMany, Unavailable: session.ErrUnavailable, InvalidID: session.ErrInvalidID},
@@ -193,7 +207,10 @@ func (f *factory) newProxyRuntime(ctx context.Context, log zerolog.Logger, scfg 
 		}{rt.Stubs, st},
 		Token:   f.global.AdminToken,
 		Metrics: rt.Metrics.Handler(),
-		Log:     log.With().Str("component", "admin").Logger(),
+		Health: func(ctx context.Context) map[string]error {
+			return map[string]error{"store": probe.Check(ctx)}
+		},
+		Log: log.With().Str("component", "admin").Logger(),
 	}
 	if f.global.AdminListen != "off" {
 		ln, err := server.Listen(ctx, f.global.AdminListen, "--admin-listen")
@@ -237,3 +254,192 @@ func (rt *proxyRuntime) start(ctx context.Context, g *errgroup.Group) {
 
 // Close releases the store.
 func (rt *proxyRuntime) Close() error { return rt.Store.Close() }
+
+// Store health probe bounds.
+const (
+	// storeProbeTimeout bounds one probe: a store slower than this is
+	// reported unavailable.
+	storeProbeTimeout = storeCallTimeout
+	// storeProbeEvery is how long a probe's result is reused, so /healthz
+	// and /metrics under load read the store at most once a second.
+	storeProbeEvery = time.Second
+	// storeProbeID is the session id the probe reads: normally no session
+	// has it (the probe only reads), so a reachable store answers
+	// store.ErrNotFound; should a client open it, the read succeeds all
+	// the same.
+	storeProbeID = "proxyctl-health-probe"
+)
+
+// errStoreUnavailable is what /healthz says when the store fails: the
+// details (endpoints, table names, request ids) are logged, not served on
+// the unauthenticated /healthz.
+var errStoreUnavailable = errors.New("store unavailable")
+
+// storeProbe tells whether the store answers, for /healthz and
+// proxyctl_store_up: one cheap read (GetSession of storeProbeID, expecting
+// store.ErrNotFound) bounded by storeProbeTimeout, done at most once per
+// storeProbeEvery however often it is asked, and only when asked. It is
+// never on the proxy's request path.
+type storeProbe struct {
+	Store store.Sessions
+	Log   zerolog.Logger
+
+	mu      sync.Mutex // held during a probe: concurrent callers share its result
+	checked time.Time  // when the last probe ended; zero before the first
+	err     error      // its result
+}
+
+// Check returns nil when the store answered the last probe, else an error
+// for /healthz. It probes again when the last result is older than
+// storeProbeEvery. ctx's cancellation does not cut a probe short (its
+// result is shared), storeProbeTimeout does.
+func (p *storeProbe) Check(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.checked.IsZero() && time.Since(p.checked) < storeProbeEvery {
+		return p.err
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeProbeTimeout)
+	_, err := p.Store.GetSession(pctx, storeProbeID)
+	cancel()
+	if err == nil || errors.Is(err, store.ErrNotFound) {
+		if p.err != nil {
+			p.Log.Info().Msg("store is reachable again")
+		}
+		p.err = nil
+	} else {
+		if p.err == nil {
+			p.Log.Warn().Err(err).Msg("store health probe failed: the store is unavailable")
+		}
+		p.err = errStoreUnavailable
+		if errors.Is(err, context.DeadlineExceeded) {
+			p.err = fmt.Errorf("%w: no answer within %v", errStoreUnavailable, storeProbeTimeout)
+		}
+	}
+	p.checked = time.Now()
+	return p.err
+}
+
+// Store call bounds (guardedStore). The AWS SDK's HTTP client has no
+// response timeout: without them a store that accepts connections but does
+// not answer (or a pooled connection that silently died) would hold a
+// session lookup, and every request of that session waiting on it, until
+// the client gives up, and the capture pipeline's delivery forever.
+const (
+	// storeCallTimeout bounds the calls a proxied request may wait on:
+	// the session manager's and the stub engine's (a cache refresh is a
+	// session lookup, then the global and the session's stubs, one after
+	// the other). Past it the session manager serves the session it has
+	// cached (or answers 503) and the stub engine the stubs it has. A store
+	// slower than this is unavailable, for /healthz too.
+	storeCallTimeout = time.Second
+	// storeBatchTimeout bounds one capture batch (up to 500 items, in
+	// BatchWriteItem calls of 25 whose unprocessed items are retried for
+	// up to about 5 s each); the pipeline then retries the batch
+	// (capture.Pipeline.RetryFor).
+	storeBatchTimeout = 2 * time.Minute
+)
+
+// guardedStore is the runtime's store: it bounds the time of the calls
+// made without a client waiting to cancel them (storeCallTimeout,
+// storeBatchTimeout; a caller's earlier deadline wins; the admin API's
+// calls end with its request), and counts the calls that fail, for
+// proxyctl_store_errors_total. The answers callers expect (not found,
+// exists, conflict, bad cursor, limit) and calls whose caller gave up
+// (context.Canceled) are not failures. It adds no store call, and the
+// proxy's hot path (cache hits) does not reach it.
+type guardedStore struct {
+	store.Store
+	errors atomic.Int64
+}
+
+var _ store.Store = (*guardedStore)(nil)
+
+func (c *guardedStore) count(err error) error {
+	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrExists) &&
+		!errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrBadCursor) &&
+		!errors.Is(err, store.ErrLimit) && !errors.Is(err, context.Canceled) {
+		c.errors.Add(1)
+	}
+	return err
+}
+
+// CreateSession implements store.Store.
+func (c *guardedStore) CreateSession(ctx context.Context, s store.Session) error {
+	ctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	return c.count(c.Store.CreateSession(ctx, s))
+}
+
+// GetSession implements store.Store.
+func (c *guardedStore) GetSession(ctx context.Context, id string) (store.Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	s, err := c.Store.GetSession(ctx, id)
+	return s, c.count(err)
+}
+
+// EndSession implements store.Store.
+func (c *guardedStore) EndSession(ctx context.Context, id string, to store.SessionState, at time.Time) (store.Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	s, err := c.Store.EndSession(ctx, id, to, at)
+	return s, c.count(err)
+}
+
+// TouchSession implements store.Store.
+func (c *guardedStore) TouchSession(ctx context.Context, id string, at time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	return c.count(c.Store.TouchSession(ctx, id, at))
+}
+
+// LabelSession implements store.Store.
+func (c *guardedStore) LabelSession(ctx context.Context, id string, labels map[string]string) error {
+	ctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	return c.count(c.Store.LabelSession(ctx, id, labels))
+}
+
+// ListSessions implements store.Store.
+func (c *guardedStore) ListSessions(ctx context.Context, p store.Page) ([]store.Session, string, error) {
+	items, next, err := c.Store.ListSessions(ctx, p)
+	return items, next, c.count(err)
+}
+
+// PutStub implements store.Store.
+func (c *guardedStore) PutStub(ctx context.Context, s store.Stub) error {
+	return c.count(c.Store.PutStub(ctx, s))
+}
+
+// DeleteStub implements store.Store.
+func (c *guardedStore) DeleteStub(ctx context.Context, sessionID, stubID string) error {
+	return c.count(c.Store.DeleteStub(ctx, sessionID, stubID))
+}
+
+// ListStubs implements store.Store.
+func (c *guardedStore) ListStubs(ctx context.Context, sessionID string) ([]store.Stub, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	stubs, err := c.Store.ListStubs(ctx, sessionID)
+	return stubs, c.count(err)
+}
+
+// AppendTraffic implements store.Store.
+func (c *guardedStore) AppendTraffic(ctx context.Context, items []*capture.Item) error {
+	ctx, cancel := context.WithTimeout(ctx, storeBatchTimeout)
+	defer cancel()
+	return c.count(c.Store.AppendTraffic(ctx, items))
+}
+
+// ListTraffic implements store.Store.
+func (c *guardedStore) ListTraffic(ctx context.Context, sessionID string, after int64, limit int) ([]capture.Item, error) {
+	items, err := c.Store.ListTraffic(ctx, sessionID, after, limit)
+	return items, c.count(err)
+}
+
+// GetTraffic implements store.Store.
+func (c *guardedStore) GetTraffic(ctx context.Context, sessionID, id string) (capture.Item, error) {
+	it, err := c.Store.GetTraffic(ctx, sessionID, id)
+	return it, c.count(err)
+}
