@@ -11,14 +11,16 @@
 #
 # Needs the Debian packages nginx and wrk (bench/setup.sh installs them).
 # Environment: ROUNDS (3), DURATION (5s), CONNS (32), THREADS (1),
-# PROXYCTL_ARGS (extra flags for proxyctl, e.g. "--rate-limit ip=1000000/s").
+# PROXYCTL_ARGS (flags for proxyctl; default "--store memory --capture=false",
+# the proxy alone, as this benchmark measured before capture existed: see
+# bench/record.sh and bench/store.sh for what capture and the stores cost).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
-PROXYCTL_ARGS=${PROXYCTL_ARGS:-}
+PROXYCTL_ARGS=${PROXYCTL_ARGS:---store memory --capture=false}
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"

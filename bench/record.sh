@@ -8,10 +8,12 @@
 # to 100k and then 1M exchanges and prints its resident memory at both.
 #
 # Needs nginx and wrk (bench/setup.sh). Environment: ROUNDS (5),
-# DURATION (5s), CONNS (32), THREADS (1), RSS (1), RSS_RATE_CONNS (32).
+# DURATION (5s), CONNS (32), THREADS (1), RSS (1), STORE (memory; "bolt"
+# for a fresh bolt file, the default kind of store).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
+STORE=${STORE:-memory}
 DURATION=${DURATION:-5s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
@@ -36,10 +38,11 @@ nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 
 (cd "$root" && go build -o "$work/proxyctl" ./cmd/proxyctl)
-"$work/proxyctl" forward http --target "http://127.0.0.1:$UP" --listen "127.0.0.1:$FWD" \
+"$work/proxyctl" forward http --store memory --target "http://127.0.0.1:$UP" --listen "127.0.0.1:$FWD" \
 	--capture=false --admin-listen off --log-level warn 2>"$work/logs/forward.log" &
 pids+=($!)
-"$work/proxyctl" record http --target "http://127.0.0.1:$UP" --listen "127.0.0.1:$REC" \
+store_arg() { if [[ "$STORE" == bolt ]]; then echo "bolt:$work/$1.db"; else echo "$STORE"; fi; }
+"$work/proxyctl" record http --store "$(store_arg rec)" --target "http://127.0.0.1:$UP" --listen "127.0.0.1:$REC" \
 	--tape "$work/bench.tape" --admin-listen off --log-level warn 2>"$work/logs/record.log" &
 rec_pid=$!
 pids+=("$rec_pid")
@@ -57,7 +60,7 @@ run_wrk() {
 	echo "${rps:-0} ${total:-0} ${non2xx:-0}"
 }
 
-echo "# wrk -t$THREADS -c$CONNS -d$DURATION, 1 KB static file, $(nproc) cores, $(date -u +%FT%TZ)"
+echo "# wrk -t$THREADS -c$CONNS -d$DURATION, 1 KB static file, record --store $STORE, $(nproc) cores, $(date -u +%FT%TZ)"
 printf '%-5s %10s %10s | %6s\n' round forward record ratio
 ratios=()
 for r in $(seq "$ROUNDS"); do
@@ -78,7 +81,7 @@ if [[ "$RSS" == 1 ]]; then
 	# A fresh recorder, driven to 100k and then 1M exchanges.
 	kill "$rec_pid"
 	RSSP=$(free_port)
-	"$work/proxyctl" record http --target "http://127.0.0.1:$UP" --listen "127.0.0.1:$RSSP" \
+	"$work/proxyctl" record http --store "$(store_arg rss)" --target "http://127.0.0.1:$UP" --listen "127.0.0.1:$RSSP" \
 		--tape "$work/rss.tape" --admin-listen off --log-level warn 2>"$work/logs/rss.log" &
 	rss_pid=$!
 	pids+=("$rss_pid")
