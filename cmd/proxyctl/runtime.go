@@ -29,6 +29,7 @@ import (
 	"github.com/proxyctl/proxyctl/internal/store/dynamostore"
 	"github.com/proxyctl/proxyctl/internal/store/memstore"
 	"github.com/proxyctl/proxyctl/internal/stub"
+	"github.com/proxyctl/proxyctl/internal/ui"
 )
 
 // limitFlags are the session and rate-limit flags forward, record and
@@ -207,6 +208,7 @@ func (f *factory) newProxyRuntime(ctx context.Context, log zerolog.Logger, scfg 
 		}{rt.Stubs, st},
 		Token:   f.global.AdminToken,
 		Metrics: rt.Metrics.Handler(),
+		UI:      ui.Handler(),
 		Health: func(ctx context.Context) map[string]error {
 			return map[string]error{"store": probe.Check(ctx)}
 		},

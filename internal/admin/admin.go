@@ -56,7 +56,11 @@ type Server struct {
 	// Routes, when set, adds further routes (stubs, live stream, UI) to
 	// the mux; they are behind the same token check.
 	Routes func(mux *http.ServeMux)
-	Log    zerolog.Logger
+	// UI, when set, serves the web UI under /ui/ (and redirects /ui). Its
+	// static files load without the token: the page asks for it and sends
+	// it on every /api call.
+	UI  http.Handler
+	Log zerolog.Logger
 
 	once sync.Once
 	mux  *http.ServeMux
@@ -92,6 +96,10 @@ func (s *Server) init() {
 	if s.Routes != nil {
 		s.Routes(mux)
 	}
+	if s.UI != nil {
+		mux.Handle("GET /ui/", s.UI)
+		mux.Handle("GET /ui", s.UI)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		WriteError(w, http.StatusNotFound, "no such endpoint")
 	})
@@ -101,7 +109,7 @@ func (s *Server) init() {
 // ServeHTTP checks the token and dispatches.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.once.Do(s.init)
-	if s.Token != "" && r.URL.Path != "/healthz" && !s.authorized(r) {
+	if s.Token != "" && !s.public(r) && !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="proxyctl-admin"`)
 		WriteError(w, http.StatusUnauthorized, "admin token required")
 		return
@@ -109,13 +117,35 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// public reports whether r needs no token: /healthz, and the UI's static
+// files when a UI is set.
+func (s *Server) public(r *http.Request) bool {
+	if r.URL.Path == "/healthz" {
+		return true
+	}
+	return s.UI != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		(r.URL.Path == "/ui" || strings.HasPrefix(r.URL.Path, "/ui/"))
+}
+
+// authorized checks "Authorization: Bearer <token>" and, for the WebSocket
+// upgrade GET /api/ws only (browsers cannot set headers on a WebSocket),
+// ?access_token=<token>.
 func (s *Server) authorized(r *http.Request) bool {
 	h := r.Header.Get("Authorization")
 	const prefix = "Bearer "
 	if len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
-		return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(h[len(prefix):])), []byte(s.Token)) == 1
+		return s.tokenMatches(strings.TrimSpace(h[len(prefix):]))
+	}
+	if r.Method == http.MethodGet && r.URL.Path == "/api/ws" {
+		if tok := r.URL.Query().Get("access_token"); tok != "" {
+			return s.tokenMatches(tok)
+		}
 	}
 	return false
+}
+
+func (s *Server) tokenMatches(tok string) bool {
+	return subtle.ConstantTimeCompare([]byte(tok), []byte(s.Token)) == 1
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

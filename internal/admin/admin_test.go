@@ -172,3 +172,55 @@ func TestHealthDegraded(t *testing.T) {
 		t.Errorf("got %d %s", rec.Code, rec.Body)
 	}
 }
+
+// The token may come as ?access_token= for the WebSocket upgrade GET
+// /api/ws only (browsers cannot set headers there); the UI's static files
+// need no token, the rest of the API still does.
+func TestTokenQueryAndUI(t *testing.T) {
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
+	s := &admin.Server{
+		Sessions: session.NewManager(memstore.New(), session.Config{Mode: session.ModeStrict, Max: 3}, log),
+		Token:    "adm1n",
+		Routes:   func(mux *http.ServeMux) { mux.Handle("GET /api/ws", ok) },
+		UI:       ok,
+		Log:      log,
+	}
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", "/api/ws?topic=traffic&access_token=adm1n", 200},
+		{"GET", "/api/ws?topic=traffic&access_token=wrong", 401},
+		{"GET", "/api/ws?topic=traffic&access_token=", 401},
+		{"GET", "/api/ws?topic=traffic", 401},
+		{"GET", "/api/sessions?access_token=adm1n", 401},
+		{"DELETE", "/api/sessions/x?access_token=adm1n", 401},
+		{"POST", "/api/ws?access_token=adm1n", 401},
+		{"GET", "/ui/", 200},
+		{"GET", "/ui/app.js", 200},
+		{"GET", "/ui", 200},
+		{"POST", "/ui/", 401},
+		{"GET", "/ui/../api/sessions", 307}, // cleaned by the mux: a redirect, never the API
+		{"GET", "/uiX", 401},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), tc.method, srv.URL+tc.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.URL.Opaque = tc.path[:strings.IndexAny(tc.path+"?", "?")] // keep "..": no client-side cleaning
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("got %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
+	}
+}
