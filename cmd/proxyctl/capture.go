@@ -153,7 +153,10 @@ func (rt *proxyRuntime) newCapture(f *factory, o captureOptions) (*captureRuntim
 	}
 	// Stores write a batch per transaction (bolt: one fsync) or split it
 	// into BatchWriteItem calls (DynamoDB): bigger batches keep up with more.
-	c.Pipeline.Add(record.StoreSink{Traffic: rt.Store}, capture.Block, capture.WithTransform(stored), capture.WithBatchSize(500))
+	counts := new(record.Counts)
+	c.Pipeline.Add(record.CountingSink{Sink: record.StoreSink{Traffic: rt.Store}, Counts: counts},
+		capture.Block, capture.WithTransform(stored), capture.WithBatchSize(500))
+	rt.Admin.TrafficCount = counts.Count
 	c.Hub = &live.Hub{Log: rt.Log.With().Str("component", "live").Logger()}
 	c.Pipeline.Add(c.Hub, capture.Drop, capture.WithTransform(func(it *capture.Item) *capture.Item {
 		if c.Hub.Clients() == 0 {

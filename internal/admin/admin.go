@@ -53,6 +53,9 @@ type Server struct {
 	// Health reports component health for /healthz; a non-nil error in the
 	// map makes /healthz answer 503.
 	Health func(ctx context.Context) map[string]error
+	// TrafficCount, when set, adds to each listed session the number of
+	// traffic items this instance captured for it ("traffic").
+	TrafficCount func(sessionID string) int64
 	// Routes, when set, adds further routes (stubs, live stream, UI) to
 	// the mux; they are behind the same token check.
 	Routes func(mux *http.ServeMux)
@@ -182,7 +185,22 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	if items == nil {
 		items = []store.Session{}
 	}
-	WriteJSON(w, http.StatusOK, List[store.Session]{Items: items, Next: next})
+	if s.TrafficCount == nil {
+		WriteJSON(w, http.StatusOK, List[store.Session]{Items: items, Next: next})
+		return
+	}
+	views := make([]sessionView, len(items))
+	for i, it := range items {
+		views[i] = sessionView{Session: it, Traffic: s.TrafficCount(it.ID)}
+	}
+	WriteJSON(w, http.StatusOK, List[sessionView]{Items: views, Next: next})
+}
+
+// sessionView is a session with the traffic items this instance captured
+// for it (when the command captures).
+type sessionView struct {
+	store.Session
+	Traffic int64 `json:"traffic"`
 }
 
 type createRequest struct {
@@ -235,6 +253,10 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
 	sess, err := s.Sessions.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.storeError(w, err)
+		return
+	}
+	if s.TrafficCount != nil {
+		WriteJSON(w, http.StatusOK, sessionView{Session: sess, Traffic: s.TrafficCount(sess.ID)})
 		return
 	}
 	WriteJSON(w, http.StatusOK, sess)

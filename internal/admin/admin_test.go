@@ -224,3 +224,22 @@ func TestTokenQueryAndUI(t *testing.T) {
 		})
 	}
 }
+
+func TestSessionsTrafficCount(t *testing.T) {
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	mgr := session.NewManager(memstore.New(), session.Config{Mode: session.ModeStrict}, log)
+	s := &admin.Server{Sessions: mgr, TrafficCount: func(id string) int64 { return int64(len(id)) }, Log: log}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	if code, _ := call(t, "POST", srv.URL+"/api/sessions", "", `{"id":"abcd"}`); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	code, body := call(t, "GET", srv.URL+"/api/sessions", "", "")
+	items, _ := body["items"].([]any)
+	if code != 200 || len(items) != 1 || items[0].(map[string]any)["traffic"] != float64(4) || items[0].(map[string]any)["id"] != "abcd" {
+		t.Fatalf("list: %d %v", code, body)
+	}
+	if code, body = call(t, "GET", srv.URL+"/api/sessions/abcd", "", ""); code != 200 || body["traffic"] != float64(4) {
+		t.Fatalf("get: %d %v", code, body)
+	}
+}

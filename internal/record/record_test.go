@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -234,5 +235,23 @@ func TestTapeSinkFlushesFullBatchesWithin(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestCountsBounded(t *testing.T) {
+	c := &Counts{MaxSessions: 10}
+	mk := func(s string) *capture.Item { return &capture.Item{SessionID: s} }
+	c.Add([]*capture.Item{mk("a"), mk("a"), mk("b")})
+	c.Add([]*capture.Item{mk("a")})
+	if c.Count("a") != 3 || c.Count("b") != 1 {
+		t.Fatalf("a %d b %d", c.Count("a"), c.Count("b"))
+	}
+	for i := range 8 {
+		c.Add([]*capture.Item{mk(fmt.Sprint("s", i))})
+	}
+	c.Add([]*capture.Item{mk("a")})  // a is recent again, b the least recently counted
+	c.Add([]*capture.Item{mk("s8")}) // 11 sessions: the oldest ones go
+	if c.Count("b") != 0 || c.Count("a") != 4 || c.Count("s8") != 1 || len(c.n) > 10 {
+		t.Fatalf("after eviction: a %d b %d s8 %d, %d kept", c.Count("a"), c.Count("b"), c.Count("s8"), len(c.n))
 	}
 }

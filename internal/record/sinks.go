@@ -2,8 +2,10 @@ package record
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -242,4 +244,89 @@ func StoreTransform(red *Redactor, maxBody int) func(*capture.Item) *capture.Ite
 // maxBody (the encoded frame is short-lived, so views are fine).
 func LiveTransform(red *Redactor, maxBody int) func(*capture.Item) *capture.Item {
 	return func(it *capture.Item) *capture.Item { return red.Item(it).Truncate(maxBody) }
+}
+
+// Counts counts the traffic items delivered per session, for the session
+// list (admin API, web UI). It remembers at most MaxSessions sessions
+// (DefaultCountSessions when <= 0), forgetting the least recently counted
+// first. Safe for concurrent use.
+type Counts struct {
+	MaxSessions int
+
+	mu   sync.Mutex
+	n    map[string]*countEntry
+	tick uint64
+}
+
+type countEntry struct {
+	n    int64
+	used uint64
+}
+
+// DefaultCountSessions bounds Counts.
+const DefaultCountSessions = 100_000
+
+// Add counts a delivered batch.
+func (c *Counts) Add(batch []*capture.Item) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]*countEntry{}
+	}
+	c.tick++
+	for _, it := range batch {
+		e := c.n[it.SessionID]
+		if e == nil {
+			e = &countEntry{}
+			c.n[it.SessionID] = e
+		}
+		e.n++
+		e.used = c.tick
+	}
+	limit := c.MaxSessions
+	if limit <= 0 {
+		limit = DefaultCountSessions
+	}
+	if len(c.n) <= limit {
+		return
+	}
+	// Forget the least recently counted tenth at once, so a flood of new
+	// sessions costs O(log n) per session, not a scan each.
+	type aged struct {
+		id   string
+		used uint64
+	}
+	all := make([]aged, 0, len(c.n))
+	for id, e := range c.n {
+		all = append(all, aged{id, e.used})
+	}
+	slices.SortFunc(all, func(a, b aged) int { return cmp.Compare(a.used, b.used) })
+	for _, a := range all[:len(c.n)-limit*9/10] {
+		delete(c.n, a.id)
+	}
+}
+
+// Count returns the items counted for the session (0 when unknown).
+func (c *Counts) Count(sessionID string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.n[sessionID]; e != nil {
+		return e.n
+	}
+	return 0
+}
+
+// CountingSink wraps a sink and counts what it delivered.
+type CountingSink struct {
+	capture.Sink
+	Counts *Counts
+}
+
+// Deliver implements capture.Sink.
+func (s CountingSink) Deliver(ctx context.Context, batch []*capture.Item) error {
+	if err := s.Sink.Deliver(ctx, batch); err != nil {
+		return err
+	}
+	s.Counts.Add(batch)
+	return nil
 }

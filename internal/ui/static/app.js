@@ -136,6 +136,7 @@
           { "data-session": s.id, class: s.id === state.session ? "selected" : "" },
           el("td", { class: "id", title: s.id }, s.id),
           el("td", { class: "state-" + st }, st),
+          el("td", { class: "num", title: "requests captured by this instance" }, s.traffic == null ? "" : String(s.traffic)),
           el("td", {}, age(s.createdAt)),
           el("td", {}, close),
         );
