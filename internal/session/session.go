@@ -101,6 +101,10 @@ type snapshot struct {
 	expires int64 // TTL deadline in unix nanos; 0 = none
 	err     error // non-nil when the session is not ACTIVE
 	pending bool  // expired locally; the EXPIRED write to the store is still to do
+	// degraded marks a snapshot kept because the store could not be read:
+	// while it is, lookups answer from it at once and refresh it in the
+	// background instead of waiting for a store that is down.
+	degraded bool
 }
 
 type entry struct {
@@ -218,6 +222,18 @@ func (m *Manager) Resolve(ctx context.Context, id, defaultID string) (store.Sess
 					return m.renewDefault(ctx, defaultID, id)
 				}
 				return snap.sess, snap.err
+			}
+			s := snap.sess
+			s.LastSeenAt = now
+			return s, nil
+		}
+		if snap.degraded && snap.err == nil && !m.passed(snap, e.seen.Load(), now.UnixNano()) {
+			// The store was down at the last refresh: answer from the
+			// cache now and try the store again in the background, so
+			// requests keep their latency through an outage.
+			m.refreshAsync(id)
+			if n := now.UnixNano(); n > e.seen.Load() {
+				e.seen.Store(n)
 			}
 			s := snap.sess
 			s.LastSeenAt = now
@@ -341,6 +357,14 @@ func (m *Manager) resolveSlow(ctx context.Context, id string) (store.Session, er
 	case <-ctx.Done():
 		return store.Session{}, context.Cause(ctx)
 	}
+}
+
+// refreshAsync reads id from the store in the background (one flight per
+// id, shared with Resolve's misses).
+func (m *Manager) refreshAsync(id string) {
+	m.flight.DoChan(id, func() (any, error) {
+		return m.load(context.Background(), id)
+	})
 }
 
 // load is the miss path of Resolve, run once per id at a time.
@@ -530,6 +554,7 @@ func (m *Manager) refetched(id string, e *entry) *entry {
 	old := e.snap.Load()
 	snap := *old
 	snap.fetched = time.Now().UnixNano()
+	snap.degraded = true
 	return m.installSnap(id, &snap, false)
 }
 
@@ -537,7 +562,7 @@ func (m *Manager) refetched(id string, e *entry) *entry {
 func (m *Manager) invalidate(id string) {
 	if e := m.lookup(id); e != nil {
 		snap := *e.snap.Load()
-		snap.fetched = 0
+		snap.fetched, snap.degraded = 0, false
 		m.installSnap(id, &snap, false)
 	}
 }

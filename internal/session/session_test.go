@@ -742,3 +742,70 @@ func TestConcurrentMissesCollapse(t *testing.T) {
 		}
 	})
 }
+
+// slowDown answers GetSession after a delay with an error while down.
+type slowDown struct {
+	store.Sessions
+	down  atomic.Bool
+	calls atomic.Int64
+}
+
+func (s *slowDown) GetSession(ctx context.Context, id string) (store.Session, error) {
+	s.calls.Add(1)
+	if s.down.Load() {
+		time.Sleep(time.Second) // a store that times out
+		return store.Session{}, errDown
+	}
+	return s.Sessions.GetSession(ctx, id)
+}
+
+// Once an outage is detected, cached sessions are answered at once (the
+// store is retried in the background, one read at a time), and the first
+// read after the store is back takes the cache out of outage mode.
+func TestOutageServesCacheWithoutWaiting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		mem := memstore.New()
+		st := &slowDown{Sessions: mem}
+		m := newManager(t, st, session.Config{Mode: session.ModeStrict})
+		if _, err := m.Open(ctx, "s", 0, "", nil); err != nil {
+			t.Fatal(err)
+		}
+		st.down.Store(true)
+		time.Sleep(2 * time.Second) // past the cache TTL
+		start := time.Now()
+		if _, err := m.Resolve(ctx, "s", ""); err != nil { // detects the outage: waits once
+			t.Fatal(err)
+		}
+		if waited := time.Since(start); waited != time.Second {
+			t.Fatalf("the first lookup after the TTL waited %v, want the store's 1s", waited)
+		}
+		time.Sleep(2 * time.Second)
+		for range 50 {
+			start := time.Now()
+			if _, err := m.Resolve(ctx, "s", ""); err != nil {
+				t.Fatal(err)
+			}
+			if waited := time.Since(start); waited != 0 {
+				t.Fatalf("a lookup during the outage waited %v", waited)
+			}
+		}
+		synctest.Wait()
+		calls := st.calls.Load()
+		if calls > 3 {
+			t.Errorf("%d store reads for 51 lookups during the outage: the refresh must be one at a time", calls)
+		}
+		// Closed on another instance while we were cut off: seen once the
+		// store answers again.
+		if _, err := mem.EndSession(ctx, "s", store.StateClosed, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		st.down.Store(false)
+		time.Sleep(2 * time.Second)
+		_, _ = m.Resolve(ctx, "s", "") // may still answer from the cache: refreshes
+		synctest.Wait()
+		if _, err := m.Resolve(ctx, "s", ""); !errors.Is(err, session.ErrEnded) {
+			t.Fatalf("after the outage: %v, want ErrEnded", err)
+		}
+	})
+}
