@@ -18,19 +18,39 @@
 //	sessions                 sessionId -> JSON store.Session
 //	stubs / <sessionId>      stubId -> JSON store.Stub (one nested bucket per session id, "*" included)
 //	stubCounts               sessionId -> uint64 stubs stored under that session id
-//	traffic / <sessionId>    timestamp key -> traffic value (one nested bucket per session)
+//	traffic / <sessionId>    timestamp key -> index value (one nested bucket per session)
 //	trafficIds               uvarint(len(sessionId)) sessionId id -> timestamp key (GetTraffic)
-//	trafficOrder             uint64 sequence -> uvarint(len(sessionId)) sessionId timestamp key
+//	trafficBatches           uint64 batch sequence, uint32 chunk number -> chunk of a batch value (the items of one AppendTraffic)
+//	trafficBatchState        uint64 batch sequence -> 4 x uint32: places walked, places held, documents held, chunks
 //	meta                     "version", "trafficItems", "trafficBytes", "stubs" -> uint64
 //
 // Integers are big-endian so that bolt's byte order is numeric order. A
 // timestamp key is the item's int64 Timestamp (unix microseconds) as a
 // big-endian uint64 with the sign bit flipped, so that cursor order is
-// timestamp order for negative timestamps too. A traffic value is the
-// item's sequence number in trafficOrder (8 bytes), the item id
-// (uvarint length, bytes) and the JSON encoding of the capture.Item; the
-// header lets eviction and overwrites keep the indexes right without
-// decoding the JSON.
+// timestamp order for negative timestamps too.
+//
+// Each AppendTraffic batch is stored as one batch value: a compact list of
+// its items' (session id, timestamp key, id, document length), then the
+// items' JSON documents, concatenated, cut into chunks of 2000 bytes under
+// consecutive keys (two fill a 4 KiB page; one value per batch, in bolt
+// overflow pages, measured slower: bolt allocates and zeroes a buffer for
+// each such value at every commit, while single pages come from a pool).
+// So a batch costs its bytes in full pages plus two small index entries
+// per item, and eviction deletes small entries and whole batches. An
+// index value is the item's place in the
+// eviction order, (batch sequence, index in that batch), followed, when
+// the item's document is in another batch, by the (batch sequence, index)
+// of the document: an overwrite (same session and timestamp) writes its
+// document in its own batch but keeps the place of the item it replaced.
+// The index decides which document is served: the replaced one stays in
+// its batch, unread, until that batch is deleted.
+//
+// A batch is deleted once it holds neither a place of a stored item nor a
+// stored item's document (trafficBatchState counts both), or once
+// eviction has walked all its places. Dead documents (overwritten or
+// evicted items) therefore stay in the file until their batch goes; they
+// are not counted in the byte total. In the worst case (one item of each
+// batch still stored) the file holds a whole batch per stored item.
 //
 // ListSessions is ordered by session id (byte order) and its cursor is
 // opaque: the last id of the page, tagged so that a cursor issued by
@@ -41,8 +61,9 @@
 //
 // At most Options.MaxTrafficItems items (DefaultMaxTrafficItems, 100,000)
 // and Options.MaxTrafficBytes (DefaultMaxTrafficBytes, 256 MiB) of stored
-// traffic values are kept. When an append goes over either bound the oldest
-// items, in global insertion order across all sessions (trafficOrder), are
+// traffic are kept. When an append goes over either bound the oldest
+// items, in global insertion order across all sessions (batch sequence,
+// then index in the batch), are
 // deleted until both hold again, item by item within the append, exactly
 // as memstore does: an item larger than MaxTrafficBytes on its own is not
 // kept, and overwriting an item (same session and timestamp) keeps its
@@ -50,13 +71,17 @@
 // in the same transaction as the items, so they survive restarts; Open
 // applies smaller bounds to a file written with larger ones.
 //
-// The bound is on the stored values (JSON plus the header above). The file
-// is larger: bolt pages are partly filled, the two indexes take some 80
-// bytes per item plus twice the session id and once the item id, and bolt
+// An item's size, for MaxTrafficBytes, is its JSON document (and a
+// newline) plus its entry in the batch's list (session id, timestamp, id,
+// length: some 12 bytes more than the two ids). The file is larger: bolt pages are partly filled,
+// the two indexes take some 60 bytes per item plus once the session id and
+// once the item id, dead documents wait for their batch to go (see
+// above), and bolt
 // never gives space back to the file system; pages freed by eviction are
 // reused, so the file stops growing once retention has kicked in.
 //
-// AppendTraffic writes a whole batch in one bolt transaction: one commit
+// AppendTraffic writes a whole batch in one bolt transaction (encoded
+// before it starts): one commit
 // (bolt syncs the data pages, then the meta page), unless Options.NoSync. Items are immutable and already truncated and
 // fitted by the capture pipeline.
 //
@@ -140,13 +165,14 @@ func (o Options) withDefaults() Options {
 
 // Bucket names and meta keys (see the package documentation).
 const (
-	bucketSessions     = "sessions"
-	bucketStubs        = "stubs"
-	bucketStubCounts   = "stubCounts"
-	bucketTraffic      = "traffic"
-	bucketTrafficIDs   = "trafficIds"
-	bucketTrafficOrder = "trafficOrder"
-	bucketMeta         = "meta"
+	bucketSessions       = "sessions"
+	bucketStubs          = "stubs"
+	bucketStubCounts     = "stubCounts"
+	bucketTraffic        = "traffic"
+	bucketTrafficIDs     = "trafficIds"
+	bucketTrafficBatches = "trafficBatches"
+	bucketTrafficState   = "trafficBatchState"
+	bucketMeta           = "meta"
 
 	metaVersion      = "version"
 	metaTrafficItems = "trafficItems"
@@ -155,7 +181,17 @@ const (
 )
 
 // formatVersion is the layout described in the package documentation.
-const formatVersion = 1
+// Version 1 stored each item as one value under traffic/<sessionId>, with a
+// per-item trafficOrder bucket; such files are refused (olderFormatError).
+const formatVersion = 2
+
+// olderFormatError is init's error for a file of an older format version;
+// Open reports it as "store PATH has an older format: move it away".
+type olderFormatError struct{ version int64 }
+
+func (e *olderFormatError) Error() string {
+	return fmt.Sprintf("format version %d, this proxyctl reads version %d", e.version, formatVersion)
+}
 
 // Store is a store.Store in a bolt file. It is safe for concurrent use:
 // reads run in parallel, writes one at a time (bolt has a single writer).
@@ -203,6 +239,9 @@ func Open(path string, o Options) (*Store, error) {
 	s := &Store{db: db, opt: o}
 	if err := s.init(); err != nil {
 		_ = db.Close() // the init error is the one to report
+		if older := (*olderFormatError)(nil); errors.As(err, &older) {
+			return nil, fmt.Errorf("store %s has an older format: move it away (%w)", path, err)
+		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return s, nil
@@ -253,14 +292,14 @@ func (s *Store) init() error {
 		if err := t.evict(s.opt); err != nil {
 			return err
 		}
-		return t.saveTotals()
+		return t.finish()
 	})
 }
 
 func allBuckets() []string {
 	return []string{
 		bucketSessions, bucketStubs, bucketStubCounts,
-		bucketTraffic, bucketTrafficIDs, bucketTrafficOrder, bucketMeta,
+		bucketTraffic, bucketTrafficIDs, bucketTrafficBatches, bucketTrafficState, bucketMeta,
 	}
 }
 
@@ -269,7 +308,9 @@ func checkVersion(meta *bolt.Bucket) error {
 	if v == nil {
 		return errors.New("not a proxyctl store: no format version")
 	}
-	if n := getCount(meta, metaVersion); n != formatVersion {
+	if n := getCount(meta, metaVersion); n < formatVersion {
+		return &olderFormatError{version: n}
+	} else if n != formatVersion {
 		return fmt.Errorf("store format version %d, this proxyctl reads version %d", n, formatVersion)
 	}
 	return nil

@@ -55,11 +55,16 @@ func newBodyJSON(b capture.Body) bodyJSON {
 	return w
 }
 
-// marshalItem returns the JSON encoding of it.
-func marshalItem(it *capture.Item) ([]byte, error) {
-	return json.Marshal(itemJSON{
+// newItemJSON returns the value to encode for it.
+func newItemJSON(it *capture.Item) itemJSON {
+	return itemJSON{
 		Item:         it,
 		RequestBody:  newBodyJSON(it.RequestBody),
 		ResponseBody: newBodyJSON(it.ResponseBody),
-	})
+	}
+}
+
+// marshalItem returns the JSON encoding of it.
+func marshalItem(it *capture.Item) ([]byte, error) {
+	return json.Marshal(newItemJSON(it))
 }

@@ -3,6 +3,7 @@ package boltstore
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -61,42 +62,89 @@ func listed(t *testing.T, s store.Store, session string) []int64 {
 }
 
 // checkInvariants verifies that the traffic buckets and the totals agree:
-// every item has exactly one order entry and its id entry (unless another
-// item of its session took the id), every order and id entry points at an
-// item, no session bucket is empty, the totals are the items' count and
-// value sizes, and the bounds hold.
+// every index entry points at a place not yet walked in an existing batch
+// that lists the same session and timestamp there, and at a document of
+// that session and timestamp; no two items share a place; every batch
+// state counts exactly the places and documents pointing into its batch,
+// and no batch is kept with neither; every id entry points at an item with
+// that id; no session bucket is empty; the totals are the
+// items' count and sizes, and the bounds hold.
 func checkInvariants(t *testing.T, s *Store) {
 	t.Helper()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		data := tx.Bucket([]byte(bucketTraffic))
 		ids := tx.Bucket([]byte(bucketTrafficIDs))
-		order := tx.Bucket([]byte(bucketTrafficOrder))
+		batches := tx.Bucket([]byte(bucketTrafficBatches))
+		states := tx.Bucket([]byte(bucketTrafficState))
 		meta := tx.Bucket([]byte(bucketMeta))
+		parsed := map[uint64]*batch{}
+		getBatch := func(seq uint64) *batch {
+			if b, ok := parsed[seq]; ok {
+				return b
+			}
+			b, err := loadBatch(batches, seq)
+			if err != nil {
+				t.Errorf("batch %d: %v", seq, err)
+			}
+			parsed[seq] = b
+			return b
+		}
+		type counts struct{ live, docs uint32 }
+		want := map[uint64]*counts{}
+		count := func(seq uint64) *counts {
+			if want[seq] == nil {
+				want[seq] = &counts{}
+			}
+			return want[seq]
+		}
 		var items, size int64
-		seqs := map[uint64]string{} // sequence -> session/ts
+		chunks := 0
+		places := map[pos]string{}
 		err := data.ForEach(func(sid, _ []byte) error {
 			sb := data.Bucket(sid)
 			if k, _ := sb.Cursor().First(); k == nil {
 				t.Errorf("session %s: empty bucket kept", sid)
 			}
 			return sb.ForEach(func(ts, v []byte) error {
+				name := fmt.Sprintf("%s/%x", sid, ts)
+				order, doc, ok := parseIndex(v)
+				if !ok {
+					t.Errorf("%s: corrupt index %x", name, v)
+					return nil
+				}
+				if other, dup := places[order]; dup {
+					t.Errorf("place %v held by %s and %s", order, other, name)
+				}
+				places[order] = name
+				count(order.seq).live++
+				count(doc.seq).docs++
+				ob, db := getBatch(order.seq), getBatch(doc.seq)
+				if ob == nil || db == nil || int(order.idx) >= len(ob.entries) || int(doc.idx) >= len(db.entries) {
+					t.Errorf("%s: index %v %v points at no batch entry", name, order, doc)
+					return nil
+				}
+				if e := ob.entries[order.idx]; !bytes.Equal(e.sid, sid) || !bytes.Equal(e.ts, ts) {
+					t.Errorf("%s: place %v lists %s/%x", name, order, e.sid, e.ts)
+				}
+				if st, ok := parseState(states.Get(seqKey(order.seq))); !ok || order.idx < st.next {
+					t.Errorf("%s: place %v already walked (state %+v)", name, order, st)
+				}
+				e := db.entries[doc.idx]
+				if !bytes.Equal(e.sid, sid) || !bytes.Equal(e.ts, ts) {
+					t.Errorf("%s: document %v lists %s/%x", name, doc, e.sid, e.ts)
+				}
 				items++
-				size += int64(len(v))
-				seq := binary.BigEndian.Uint64(v[:8])
-				if other, dup := seqs[seq]; dup {
-					t.Errorf("sequence %d used by %s and %s/%x", seq, other, sid, ts)
-				}
-				seqs[seq] = fmt.Sprintf("%s/%x", sid, ts)
-				ov := order.Get(binary.BigEndian.AppendUint64(nil, seq))
-				if want := orderValue(string(sid), ts); !bytes.Equal(ov, want) {
-					t.Errorf("%s/%x: order entry %d is %x, want %x", sid, ts, seq, ov, want)
-				}
-				it, err := decodeItem(v)
+				size += e.size
+				js, err := readDoc(batches, doc.seq, db, doc.idx)
 				if err != nil {
 					return err
 				}
-				if it.SessionID != string(sid) || !bytes.Equal(tsKey(it.Timestamp), ts) {
-					t.Errorf("%s/%x holds item of %s at %d", sid, ts, it.SessionID, it.Timestamp)
+				var it capture.Item
+				if err := json.Unmarshal(js, &it); err != nil {
+					return err
+				}
+				if it.SessionID != string(sid) || !bytes.Equal(tsKey(it.Timestamp), ts) || it.ID != string(e.id) {
+					t.Errorf("%s holds item %s of %s at %d", name, it.ID, it.SessionID, it.Timestamp)
 				}
 				return nil
 			})
@@ -104,8 +152,37 @@ func checkInvariants(t *testing.T, s *Store) {
 		if err != nil {
 			return err
 		}
-		if n := order.Stats().KeyN; n != int(items) {
-			t.Errorf("%d order entries, %d items", n, items)
+		err = states.ForEach(func(k, v []byte) error {
+			seq := binary.BigEndian.Uint64(k)
+			st, ok := parseState(v)
+			if !ok {
+				t.Errorf("batch %d: corrupt state %x", seq, v)
+				return nil
+			}
+			c := count(seq)
+			if st.live != c.live || st.docs != c.docs {
+				t.Errorf("batch %d: state %+v, counted %+v", seq, *st, *c)
+			}
+			if st.live == 0 && st.docs == 0 {
+				t.Errorf("batch %d kept with nothing in it", seq)
+			}
+			chunks += int(st.chunks)
+			for i := range st.chunks {
+				if batches.Get(chunkKey(seq, i)) == nil {
+					t.Errorf("batch %d: no chunk %d", seq, i)
+				}
+			}
+			delete(want, seq)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for seq, c := range want {
+			t.Errorf("batch %d: no state, counted %+v", seq, *c)
+		}
+		if n := batches.Stats().KeyN; n != chunks {
+			t.Errorf("%d chunks stored, batch states count %d", n, chunks)
 		}
 		err = ids.ForEach(func(k, ts []byte) error {
 			n, w := binary.Uvarint(k)
@@ -115,12 +192,9 @@ func checkInvariants(t *testing.T, s *Store) {
 				t.Errorf("id %s/%s points at no item", sid, id)
 				return nil
 			}
-			it, err := decodeItem(sb.Get(ts))
-			if err != nil {
-				return err
-			}
-			if it.ID != string(id) {
-				t.Errorf("id %s/%s points at item %s", sid, id, it.ID)
+			_, doc, _ := parseIndex(sb.Get(ts))
+			if b := getBatch(doc.seq); b == nil || int(doc.idx) >= len(b.entries) || !bytes.Equal(b.entries[doc.idx].id, id) {
+				t.Errorf("id %s/%s points at another item", sid, id)
 			}
 			return nil
 		})
@@ -143,13 +217,18 @@ func checkInvariants(t *testing.T, s *Store) {
 	}
 }
 
+// valueSize is the size of it for MaxTrafficBytes.
 func valueSize(t *testing.T, it *capture.Item) int64 {
 	t.Helper()
-	v, err := encodeItem(it)
+	head, _, err := encodeBatch([]*capture.Item{it})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return int64(len(v))
+	b, err := parseBatch(head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.entries[0].size
 }
 
 func TestEvictOldestByCount(t *testing.T) {
@@ -489,9 +568,20 @@ func TestOpenForeignFiles(t *testing.T) {
 		}
 		return putCount(b, metaVersion, formatVersion+1)
 	})
+	older := write("older.db", func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte(bucketMeta))
+		if err != nil {
+			return err
+		}
+		return putCount(b, metaVersion, 1)
+	})
+	if _, err := Open(older, Options{}); err == nil || err.Error() != "store "+older+
+		" has an older format: move it away (format version 1, this proxyctl reads version 2)" {
+		t.Errorf("Open(%s): %v, want the older-format error", older, err)
+	}
 	for path, want := range map[string]string{
 		other: `not a proxyctl store: it holds a bucket "accounts"`,
-		newer: "store format version 2, this proxyctl reads version 1",
+		newer: "store format version 3, this proxyctl reads version 2",
 	} {
 		s, err := Open(path, Options{})
 		if err == nil {
@@ -515,4 +605,51 @@ func TestOpenForeignFiles(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestOverwritesFreeBatches checks that a batch whose items were all
+// overwritten later goes, though none of its places was evicted: a store
+// that only overwrites must not grow.
+func TestOverwritesFreeBatches(t *testing.T) {
+	s := openTest(t, Options{MaxTrafficItems: 10})
+	for round := range 50 {
+		it := item("s", 1, 3000)
+		it.Status = round
+		appendAll(t, s, it, item("s", 2, 10))
+	}
+	checkInvariants(t, s)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if n := tx.Bucket([]byte(bucketTrafficState)).Stats().KeyN; n > 2 {
+			t.Errorf("%d batches kept for 2 items", n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetTraffic(t.Context(), "s", "s-1")
+	if err != nil || got.Status != 49 {
+		t.Errorf("GetTraffic: status %d, %v; want the last overwrite", got.Status, err)
+	}
+}
+
+// TestDocumentsAcrossChunks reads items whose documents span several
+// chunks, and items in a batch of several chunks.
+func TestDocumentsAcrossChunks(t *testing.T) {
+	s := openTest(t, Options{})
+	var batch []*capture.Item
+	for ts := int64(1); ts <= 20; ts++ {
+		batch = append(batch, item("s", ts, int(ts)*700))
+	}
+	appendAll(t, s, batch...)
+	checkInvariants(t, s)
+	items, err := s.ListTraffic(t.Context(), "s", 0, store.MaxLimit)
+	if err != nil || len(items) != len(batch) {
+		t.Fatalf("ListTraffic: %d items, %v", len(items), err)
+	}
+	for i, it := range items {
+		if !bytes.Equal(it.ResponseBody.Data, batch[i].ResponseBody.Data) || it.ID != batch[i].ID {
+			t.Errorf("item %d: %s, %d body bytes; want %s, %d", i, it.ID, len(it.ResponseBody.Data), batch[i].ID, len(batch[i].ResponseBody.Data))
+		}
+	}
 }
