@@ -1,6 +1,7 @@
 package stdio
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -22,6 +23,9 @@ func TestMCPEndToEnd(t *testing.T) {
 	}
 	e2e := exec.CommandContext(t.Context(), node, "e2e.mjs", bin)
 	e2e.Dir = dir
+	// proxyctl's default store lives in the data directory: keep the
+	// user's out of tests.
+	e2e.Env = append(os.Environ(), "XDG_DATA_HOME="+t.TempDir())
 	out, err := e2e.CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil {

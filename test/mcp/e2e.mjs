@@ -22,7 +22,7 @@ const serverDir = path.dirname(require.resolve("@modelcontextprotocol/server-eve
 const server = path.join(serverDir, "dist", "index.js");
 
 async function session(command, args) {
-  const transport = new StdioClientTransport({ command, args, stderr: "pipe" });
+  const transport = new StdioClientTransport({ command, args, env: { ...process.env }, stderr: "pipe" });
   let stderr = "";
   transport.stderr?.on("data", (d) => (stderr += d));
   const client = new Client({ name: "proxyctl-e2e", version: "1.0.0" }, { capabilities: { roots: {} } });
