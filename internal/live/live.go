@@ -22,7 +22,6 @@ package live
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -155,11 +154,12 @@ func (h *Hub) Deliver(_ context.Context, batch []*capture.Item) error {
 		if len(s.all) == 0 && len(one) == 0 {
 			continue
 		}
-		msg, err := json.Marshal(it)
-		if err != nil { // not expected: every Item field encodes
+		if err := it.CheckJSON(); err != nil { // not expected: a NaN or infinite duration
 			h.Log.Error().Err(err).Str("session", it.SessionID).Str("item", it.ID).Msg("live: encode traffic item")
 			continue
 		}
+		// A fresh slice per item: clients share msg until they have sent it.
+		msg := it.AppendJSON(nil)
 		h.send(s.all, msg)
 		h.send(one, msg)
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/proxyctl/proxyctl/internal/jsonenc"
 )
 
 // jsonExchangeLine is the encoding/json oracle for appendExchange: the line
@@ -84,7 +86,7 @@ var oddStrings = []string{
 	"\u2028",
 	"/v1/items?q=%E2%82%AC&x=\xe9",
 	allASCII(),
-	strings.Repeat("a", escChunk-1) + "\xff\xe2\x80" + strings.Repeat("\"", escChunk),
+	strings.Repeat("a", jsonenc.EscChunk-1) + "\xff\xe2\x80" + strings.Repeat("\"", jsonenc.EscChunk),
 }
 
 func allASCII() string {
@@ -140,11 +142,11 @@ func TestAppendExchangeEquivalence(t *testing.T) {
 		{0},
 		{0xe2, 0x80, 0xa8},
 		Body(allASCII()),
-		// Straddling appendString's chunks.
+		// Straddling jsonenc.AppendString's chunks.
 		Body(strings.Repeat("\"", 2500)),
-		Body(strings.Repeat("a", escChunk-1) + "é" + strings.Repeat("b", escChunk)),
-		Body(strings.Repeat("a", escChunk-2) + "\u2028\n" + strings.Repeat("\\", escChunk+3)),
-		Body(strings.Repeat("é\n\"🎉", 3*escChunk)),
+		Body(strings.Repeat("a", jsonenc.EscChunk-1) + "é" + strings.Repeat("b", jsonenc.EscChunk)),
+		Body(strings.Repeat("a", jsonenc.EscChunk-2) + "\u2028\n" + strings.Repeat("\\", jsonenc.EscChunk+3)),
+		Body(strings.Repeat("é\n\"🎉", 3*jsonenc.EscChunk)),
 	}
 	headers := []http.Header{
 		nil,

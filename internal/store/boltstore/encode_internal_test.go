@@ -14,7 +14,7 @@ import (
 // capture's own encoding writes, for every kind of body.
 func TestMarshalItemSameDocument(t *testing.T) {
 	if n := reflect.TypeFor[capture.Body]().NumField(); n != 4 {
-		t.Fatalf("capture.Body has %d fields, bodyJSON was written for 4: update it", n)
+		t.Fatalf("capture.Body has %d fields, capture.Item.AppendJSON was written for 4: update it", n)
 	}
 	original := bytes.Repeat([]byte{0x00, 0x9f, 0x92, 0x96}, 100)
 	bodies := map[string]capture.Body{
