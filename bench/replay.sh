@@ -18,14 +18,17 @@
 # --capture=false ("off") and once with capture on (the default, what users
 # run: every exchange goes to the store and the live stream). Every server
 # listens on 127.0.0.1 only and is stopped on exit. Each server gets WARMUP
-# of the same load before the first round (the JVM's JIT); rounds alternate
-# the order of the servers; the machine is noisy, so compare ratios within
-# a round and read the medians.
+# of the same load before the first round (the JVM's JIT); after every run
+# the script waits until the server is idle again (a capture backlog still
+# being written must not slow the next server down) and reports how long
+# that took; rounds alternate the order of the servers; the machine is
+# noisy, so compare ratios within a round and read the medians.
 #
 # Needs bench/replay/setup.sh (wrk, java, the pinned npm packages).
 # Environment: ROUNDS (3), DURATION (5s), CONNS (32), THREADS (1),
 # WARMUP (20s, per server), PARTS ("scale peers"),
-# STORE (memory, or bolt: each proxyctl its own file in the work dir),
+# STORE (bolt, proxyctl's default: each proxyctl its own file in the work
+# dir; or memory),
 # WIREMOCK_JAVA_OPTS ("-Xms1g -Xmx1g -XX:+UseParallelGC").
 set -euo pipefail
 
@@ -35,7 +38,7 @@ CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
 WARMUP=${WARMUP:-20s}
 PARTS=${PARTS:-scale peers}
-STORE=${STORE:-memory}
+STORE=${STORE:-bolt}
 WIREMOCK_JAVA_OPTS=${WIREMOCK_JAVA_OPTS:--Xms1g -Xmx1g -XX:+UseParallelGC}
 
 bench_tools="wrk go node java curl python3 ss"
@@ -146,13 +149,35 @@ run_wrk() {
 	errs=$(awk '/Socket errors/ {gsub(",", ""); print $4+$6+$8+$10}' <<<"$out")
 	echo "${rps:-0} ${p99:-0} ${non2xx:-0} ${errs:-0}"
 }
+# cpu_ticks PID: the process's user+system CPU time, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+declare -A busy_after
+# settle SERVER: wait (60 s at most) until SERVER's process uses under 10%
+# of a core over half a second; keep the longest wait per server.
+settle() {
+	local pid=${pid_of[$1]} a b i t0 dt
+	t0=$(date +%s.%N)
+	a=$(cpu_ticks "$pid")
+	for ((i = 0; i < 120; i++)); do
+		sleep 0.5
+		b=$(cpu_ticks "$pid")
+		((b - a < $(getconf CLK_TCK) / 20)) && break
+		a=$b
+	done
+	dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+	busy_after[$1]=$(awk -v a="${busy_after[$1]:-0}" -v b="$dt" 'BEGIN {print (b > a ? b : a)}')
+}
+
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 
 echo "# replay bench: wrk -t$THREADS -c$CONNS -d$DURATION (warm-up $WARMUP per server), 1 KB JSON bodies, $(nproc) cores, $(date -u +%FT%TZ)"
 echo "# proxyctl $(cd "$root" && git describe --always --dirty 2>/dev/null || echo '?') --store $STORE; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $(java -version 2>&1 | head -1), WireMock JVM: $WIREMOCK_JAVA_OPTS; node $(node --version)"
-for s in "${servers[@]}"; do run_wrk "$s" "$WARMUP" >/dev/null; done
+for s in "${servers[@]}"; do
+	run_wrk "$s" "$WARMUP" >/dev/null
+	settle "$s"
+done
 
 declare -A rps_all p99_all
 # measure ROUND SERVERS...: one wrk run each (reversed in even rounds),
@@ -174,6 +199,7 @@ measure() {
 		((errs == 0)) || echo "bench: $s: $errs socket errors (timeouts included) in round $r" >&2
 		rps_all[$r:$s]=$rps
 		p99_all[$r:$s]=$p99
+		settle "$s"
 	done
 }
 # medcol ARRAY SERVER: the median over the rounds of ARRAY (rps_all or
@@ -237,15 +263,19 @@ if ((${#peers[@]})); then
 	echo "# load after peers: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
 
-# Resident memory, then a clean stop of each proxyctl, which prints its
-# hits, misses and exchanges never used (all paths were asked for: 0).
+# How long each server stayed busy after a run (the longest; 0.5 s means
+# at once), resident memory, then a clean stop of each proxyctl, which
+# prints its hits, misses and exchanges never used (all paths were asked
+# for: 0) and whatever capture could not store.
 echo
 for s in "${servers[@]}"; do
-	printf 'RSS %-10s %7s KiB\n' "$s" "$(awk '/^VmRSS:/ {print $2}' "/proc/${pid_of[$s]}/status")"
+	printf '%-10s busy after a run up to %5s s, RSS %7s KiB\n' "$s" "${busy_after[$s]}" \
+		"$(awk '/^VmRSS:/ {print $2}' "/proc/${pid_of[$s]}/status")"
 done
 for s in "${servers[@]}"; do
 	[[ $s == wiremock || $s == mountebank ]] && continue
 	kill "${pid_of[$s]}"
 	for _ in $(seq 50); do alive "${pid_of[$s]}" || break; sleep 0.1; done
 	echo "$s: $(grep -h 'proxyctl: replay:' "$work/logs/$s.log" || echo 'no stats line')"
+	grep -h 'proxyctl: capture:' "$work/logs/$s.log" | sed "s/^/$s: /" || true
 done
