@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
@@ -80,6 +81,10 @@ func (c *captureFlags) options(recording bool, kind tape.Kind, meta map[string]s
 	return o, nil
 }
 
+// drainTimeout bounds how long a stopping command writes what its capture
+// sinks still hold; what is left then is counted as dropped and reported.
+const drainTimeout = 60 * time.Second
+
 // tapeMetaRedactJSON is the tape header meta key listing the recorder's
 // --redact-json paths (a JSON array).
 const tapeMetaRedactJSON = "redactJson"
@@ -129,8 +134,10 @@ func (rt *proxyRuntime) newCapture(f *factory, o captureOptions) (*captureRuntim
 	}
 	log := rt.Log.With().Str("component", "capture").Logger()
 	c := &captureRuntime{
-		log:       log,
-		Pipeline:  &capture.Pipeline{Log: log},
+		log: log,
+		// A store that fell behind (bolt under heavy load) may hold a
+		// backlog at shutdown: give it time to write it (the tape keeps up).
+		Pipeline:  &capture.Pipeline{Log: log, ShutdownTimeout: drainTimeout},
 		Stamper:   new(capture.Stamper),
 		BodyLimit: o.MaxBody,
 	}
@@ -222,6 +229,13 @@ func (c *captureRuntime) start(ctx context.Context) {
 func (c *captureRuntime) stop() error {
 	if c == nil || c.cancel == nil {
 		return nil
+	}
+	var backlog int
+	for _, st := range c.Pipeline.Stats() {
+		backlog += st.Queued
+	}
+	if backlog > 0 {
+		c.log.Info().Int("items", backlog).Dur("at_most", drainTimeout).Msg("writing the captured items still queued before exiting")
 	}
 	c.cancel()
 	err := <-c.done
