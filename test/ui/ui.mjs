@@ -116,6 +116,7 @@ try {
   log(`request in the table after ${Date.now() - t0} ms`);
   check((await helloRow.locator(".c-method").textContent()) === "GET", "method column");
   check((await helloRow.locator(".c-status").textContent()) === "200", "status column");
+  check(Number(await sessionRow.locator("td").nth(2).textContent()) >= 1, "the session's request count");
 
   // (d) the detail pane shows the body, JSON pretty-printed.
   await helloRow.click();

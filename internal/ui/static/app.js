@@ -244,6 +244,11 @@
       fresh.push(it);
     }
     if (!fresh.length) return;
+    // The sessions list refreshes every few seconds; keep the selected
+    // session's count in step with what arrives live meanwhile.
+    const row = $("sessions").querySelector('tr[data-session="' + CSS.escape(state.session) + '"]');
+    const cell = row && row.cells[2];
+    if (cell && Number(cell.textContent || 0) < state.rows.length) cell.textContent = String(state.rows.length);
     if (outOfOrder) {
       state.rows.sort((a, b) => a.timestamp - b.timestamp);
       applyFilter();
