@@ -43,3 +43,21 @@ wait_http() {
 		done
 	done
 }
+
+# static_nginx PORT: nginx (one worker) serving the work dir's html on
+# 127.0.0.1:PORT, stopped on exit.
+static_nginx() {
+	cat >"$work/nginx.conf" <<CONF
+user root;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	server { listen 127.0.0.1:$1; root $work/html; }
+}
+CONF
+	nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
+	pids+=($!)
+}

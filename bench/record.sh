@@ -23,19 +23,7 @@ RSS=${RSS:-1}
 source "$(dirname "$0")/lib.sh"
 UP=$(free_port); FWD=$(free_port); REC=$(free_port)
 
-cat >"$work/nginx.conf" <<CONF
-user root;
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	server { listen 127.0.0.1:$UP; root $work/html; }
-}
-CONF
-nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
-pids+=($!)
+static_nginx "$UP"
 
 (cd "$root" && go build -o "$work/proxyctl" ./cmd/proxyctl)
 "$work/proxyctl" forward http --store memory --target "http://127.0.0.1:$UP" --listen "127.0.0.1:$FWD" \

@@ -20,19 +20,7 @@ bench_tools="nginx wrk go node"
 source "$(dirname "$0")/lib.sh"
 UP=$(free_port); MEM=$(free_port); BOLT=$(free_port); DYN=$(free_port); DDB=$(free_port)
 
-cat >"$work/nginx.conf" <<CONF
-user root;
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	server { listen 127.0.0.1:$UP; root $work/html; }
-}
-CONF
-nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
-pids+=($!)
+static_nginx "$UP"
 
 dynalite="$root/test/dynalite/node_modules/dynalite/cli.js"
 [[ -f $dynalite ]] || { echo "bench: dynalite not installed (make test-deps)" >&2; exit 1; }

@@ -6,64 +6,42 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ -f test/mcp/package-lock.json ]]; then
-	if command -v npm >/dev/null; then
-		if [[ ! -d test/mcp/node_modules ]] || [[ test/mcp/package-lock.json -nt test/mcp/node_modules ]]; then
-			echo "== npm ci (test/mcp)"
-			npm ci --prefix test/mcp --no-audit --no-fund --loglevel=error
-		fi
-	elif [[ "${CI:-}" == "true" ]]; then
-		echo "test-deps: npm is required in CI for the MCP end-to-end tests" >&2
+# missing WHAT FOR: fail in CI, else warn that the tests FOR will skip.
+missing() {
+	if [[ "${CI:-}" == "true" ]]; then
+		echo "test-deps: $1 is required in CI for the $2" >&2
 		exit 1
-	else
-		echo "test-deps: npm not found; MCP end-to-end tests will be skipped" >&2
 	fi
-fi
+	echo "test-deps: $1 not found; the $2 will be skipped" >&2
+}
 
-if [[ -f test/dynalite/package-lock.json ]]; then
-	if command -v npm >/dev/null; then
-		if [[ ! -d test/dynalite/node_modules ]] || [[ test/dynalite/package-lock.json -nt test/dynalite/node_modules ]]; then
-			echo "== npm ci (test/dynalite)"
-			npm ci --prefix test/dynalite --no-audit --no-fund --loglevel=error
-		fi
-	elif [[ "${CI:-}" == "true" ]]; then
-		echo "test-deps: npm is required in CI for the DynamoDB store tests (dynalite)" >&2
-		exit 1
-	else
-		echo "test-deps: npm not found; DynamoDB store tests (dynalite) will be skipped" >&2
+# npm_ci DIR FOR: npm ci in DIR when its node_modules is missing or older
+# than its lock file.
+npm_ci() {
+	[[ -f $1/package-lock.json ]] || return 0
+	if ! command -v npm >/dev/null; then
+		missing npm "$2"
+		return 0
 	fi
-fi
+	if [[ ! -d $1/node_modules ]] || [[ $1/package-lock.json -nt $1/node_modules ]]; then
+		echo "== npm ci ($1)"
+		npm ci --prefix "$1" --no-audit --no-fund --loglevel=error
+	fi
+}
 
+npm_ci test/mcp "MCP end-to-end tests"
+npm_ci test/dynalite "DynamoDB store tests (dynalite)"
 # The web UI's browser tests: playwright-core from npm driving Debian's
 # chromium (playwright cannot download browsers here).
-if [[ -f test/ui/package-lock.json ]]; then
-	if command -v npm >/dev/null; then
-		if [[ ! -d test/ui/node_modules ]] || [[ test/ui/package-lock.json -nt test/ui/node_modules ]]; then
-			echo "== npm ci (test/ui)"
-			npm ci --prefix test/ui --no-audit --no-fund --loglevel=error
+npm_ci test/ui "web UI browser tests"
+if [[ -f test/ui/package-lock.json ]] && [[ ! -x /usr/bin/chromium ]]; then
+	if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null; then
+		echo "== apt-get install chromium"
+		if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/tmp/proxyctl-chromium-install.log 2>&1; then
+			tail -20 /tmp/proxyctl-chromium-install.log >&2
+			missing "chromium (apt-get install failed)" "web UI browser tests"
 		fi
-	elif [[ "${CI:-}" == "true" ]]; then
-		echo "test-deps: npm is required in CI for the web UI browser tests" >&2
-		exit 1
 	else
-		echo "test-deps: npm not found; web UI browser tests will be skipped" >&2
-	fi
-	if [[ ! -x /usr/bin/chromium ]]; then
-		if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null; then
-			echo "== apt-get install chromium"
-			if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/tmp/proxyctl-chromium-install.log 2>&1; then
-				tail -20 /tmp/proxyctl-chromium-install.log >&2
-				if [[ "${CI:-}" == "true" ]]; then
-					echo "test-deps: could not install chromium, required in CI for the web UI browser tests" >&2
-					exit 1
-				fi
-				echo "test-deps: could not install chromium; web UI browser tests will be skipped" >&2
-			fi
-		elif [[ "${CI:-}" == "true" ]]; then
-			echo "test-deps: /usr/bin/chromium is required in CI for the web UI browser tests (apt-get install chromium as root)" >&2
-			exit 1
-		else
-			echo "test-deps: /usr/bin/chromium not found (apt-get install chromium as root); web UI browser tests will be skipped" >&2
-		fi
+		missing "/usr/bin/chromium (apt-get install chromium as root)" "web UI browser tests"
 	fi
 fi

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/spf13/cobra"
 
 	"github.com/proxyctl/proxyctl/internal/tape"
 	"github.com/proxyctl/proxyctl/internal/testutil"
@@ -38,34 +39,48 @@ type running struct {
 // syncBuffer is testutil.SyncBuffer.
 type syncBuffer = testutil.SyncBuffer
 
+// addrs are a started command's proxy and admin addresses.
+type addrs struct{ p, a string }
+
 // startProxyCmd runs `forward http` or `record http` (group) in-process
 // with args plus free --listen and --admin-listen addresses.
 func startProxyCmd(t *testing.T, group string, args ...string) *running {
 	t.Helper()
+	return launch(t, func(f *factory, ready chan<- addrs) *cobra.Command {
+		root := newRootCmd(f)
+		for _, c := range root.Commands() {
+			if c.Name() != group {
+				continue
+			}
+			for _, sub := range c.Commands() {
+				if sub.Name() == "http" {
+					c.RemoveCommand(sub)
+				}
+			}
+			h := newHTTPProxyCmd(f, func(ctx context.Context, f *factory, o *forwardHTTPOptions) error {
+				o.Ready = func(p, a string) { ready <- addrs{p, a} }
+				return runForwardHTTP(ctx, f, o)
+			}, group == "record")
+			h.Use = "http"
+			c.AddCommand(h)
+		}
+		return root
+	}, append([]string{group, "http"}, args...))
+}
+
+// launch builds a root command with newRoot (which makes the command under
+// test report its addresses on ready) and runs it in the background with
+// args plus free --listen and --admin-listen addresses, until it listens.
+// The command is stopped (as by SIGINT) when the test ends.
+func launch(t *testing.T, newRoot func(f *factory, ready chan<- addrs) *cobra.Command, args []string) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	type addrs struct{ p, a string }
 	ready := make(chan addrs, 1)
 	codes := make(chan int, 1)
 	stderr := new(syncBuffer)
 	f := &factory{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: stderr, Getenv: func(string) string { return "" }}
-	root := newRootCmd(f)
-	for _, c := range root.Commands() {
-		if c.Name() != group {
-			continue
-		}
-		for _, sub := range c.Commands() {
-			if sub.Name() == "http" {
-				c.RemoveCommand(sub)
-			}
-		}
-		h := newHTTPProxyCmd(f, func(ctx context.Context, f *factory, o *forwardHTTPOptions) error {
-			o.Ready = func(p, a string) { ready <- addrs{p, a} }
-			return runForwardHTTP(ctx, f, o)
-		}, group == "record")
-		h.Use = "http"
-		c.AddCommand(h)
-	}
-	root.SetArgs(append([]string{group, "http", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...))
+	root := newRoot(f, ready)
+	root.SetArgs(append(args, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"))
 	go func() {
 		cmd, err := root.ExecuteContextC(ctx)
 		codes <- exitCode(err, cmd, stderr)
@@ -85,11 +100,12 @@ func startProxyCmd(t *testing.T, group string, args ...string) *running {
 		})
 		return r
 	case code := <-codes:
-		t.Fatalf("%s http exited %d before listening: %s", group, code, stderr.String())
+		cancel()
+		t.Fatalf("%v exited %d before listening: %s", args[:1], code, stderr.String())
 	case <-time.After(10 * time.Second):
-		t.Fatalf("%s http did not start", group)
+		cancel()
+		t.Fatalf("%v did not start", args[:1])
 	}
-	cancel()
 	return nil
 }
 

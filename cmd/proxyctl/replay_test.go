@@ -17,51 +17,27 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
 // startReplay runs `replay` in-process with args plus free --listen and
 // --admin-listen addresses.
 func startReplay(t *testing.T, args ...string) *running {
 	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	type addrs struct{ p, a string }
-	ready := make(chan addrs, 1)
-	codes := make(chan int, 1)
-	stderr := new(syncBuffer)
-	f := &factory{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: stderr, Getenv: func(string) string { return "" }}
-	root := newRootCmd(f)
-	for _, c := range root.Commands() {
-		if c.Name() == "replay" {
-			root.RemoveCommand(c)
+	return launch(t, func(f *factory, ready chan<- addrs) *cobra.Command {
+		root := newRootCmd(f)
+		for _, c := range root.Commands() {
+			if c.Name() == "replay" {
+				root.RemoveCommand(c)
+			}
 		}
-	}
-	root.AddCommand(newReplayCmd(f, func(ctx context.Context, f *factory, o *replayOptions) error {
-		o.Ready = func(p, a string) { ready <- addrs{p, a} }
-		return runReplay(ctx, f, o)
-	}))
-	root.SetArgs(append([]string{"replay", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...))
-	go func() {
-		cmd, err := root.ExecuteContextC(ctx)
-		codes <- exitCode(err, cmd, stderr)
-	}()
-	select {
-	case a := <-ready:
-		done := make(chan struct{})
-		r := &running{proxy: a.p, admin: a.a, stop: cancel, done: done, stderr: stderr}
-		go func() { r.code = <-codes; close(done) }()
-		t.Cleanup(func() {
-			cancel()
-			<-done
-		})
-		return r
-	case code := <-codes:
-		cancel()
-		t.Fatalf("replay exited %d before listening: %s", code, stderr.String())
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("replay did not start")
-	}
-	return nil
+		root.AddCommand(newReplayCmd(f, func(ctx context.Context, f *factory, o *replayOptions) error {
+			o.Ready = func(p, a string) { ready <- addrs{p, a} }
+			return runReplay(ctx, f, o)
+		}))
+		return root
+	}, append([]string{"replay"}, args...))
 }
 
 // answer is what a client saw, minus what may differ between runs.

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -59,11 +58,11 @@ func (it *Item) AppendJSON(dst []byte) []byte {
 	}
 	if len(it.RequestHeaders) > 0 {
 		dst = append(dst, `,"requestHeaders":`...)
-		dst = appendHeaders(dst, it.RequestHeaders)
+		dst = jsonenc.AppendStringLists(dst, it.RequestHeaders, true)
 	}
 	if len(it.ResponseHeaders) > 0 {
 		dst = append(dst, `,"responseHeaders":`...)
-		dst = appendHeaders(dst, it.ResponseHeaders)
+		dst = jsonenc.AppendStringLists(dst, it.ResponseHeaders, true)
 	}
 	dst = append(dst, `,"requestBody":`...)
 	dst = it.RequestBody.appendJSON(dst)
@@ -83,47 +82,6 @@ func (it *Item) AppendJSON(dst []byte) []byte {
 	if it.Error != "" {
 		dst = append(dst, `,"error":`...)
 		dst = jsonenc.AppendStringHTML(dst, it.Error)
-	}
-	return append(dst, '}')
-}
-
-// appendHeaders appends h as encoding/json encodes a map[string][]string:
-// an object with keys in byte order, each value a list of strings (null
-// for a nil list).
-func appendHeaders(dst []byte, h map[string][]string) []byte {
-	// Sort the keys without allocating for the usual small header.
-	var small [16]string
-	var keys []string
-	if len(h) <= len(small) {
-		keys = small[:0]
-	} else {
-		keys = make([]string, 0, len(h))
-	}
-	for k := range h {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-
-	dst = append(dst, '{')
-	for i, k := range keys {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = jsonenc.AppendStringHTML(dst, k)
-		dst = append(dst, ':')
-		vs := h[k]
-		if vs == nil {
-			dst = append(dst, "null"...)
-			continue
-		}
-		dst = append(dst, '[')
-		for j, v := range vs {
-			if j > 0 {
-				dst = append(dst, ',')
-			}
-			dst = jsonenc.AppendStringHTML(dst, v)
-		}
-		dst = append(dst, ']')
 	}
 	return append(dst, '}')
 }

@@ -150,3 +150,49 @@ func appendSpecial[S string | []byte](dst []byte, s S, i int) ([]byte, int) {
 	}
 	return dst, i + size
 }
+
+// AppendStringLists appends h as encoding/json encodes a
+// map[string][]string (http.Header): an object with keys in byte order, each
+// value a list of strings (null for a nil list). html selects HTML escaping
+// (json.Marshal's default) as for AppendStringHTML. Keys are sorted without
+// allocating for maps of up to 16 keys.
+func AppendStringLists(dst []byte, h map[string][]string, html bool) []byte {
+	str := AppendString[string]
+	if html {
+		str = AppendStringHTML[string]
+	}
+	var small [16]string
+	var keys []string
+	if len(h) <= len(small) {
+		keys = small[:0]
+	} else {
+		keys = make([]string, 0, len(h))
+	}
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+
+	dst = append(dst, '{')
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = str(dst, k)
+		dst = append(dst, ':')
+		vs := h[k]
+		if vs == nil {
+			dst = append(dst, "null"...)
+			continue
+		}
+		dst = append(dst, '[')
+		for j, v := range vs {
+			if j > 0 {
+				dst = append(dst, ',')
+			}
+			dst = str(dst, v)
+		}
+		dst = append(dst, ']')
+	}
+	return append(dst, '}')
+}

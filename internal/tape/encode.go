@@ -3,8 +3,6 @@ package tape
 import (
 	"encoding/base64"
 	"math"
-	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -70,7 +68,7 @@ func appendExchange(dst []byte, x *Exchange) []byte {
 	}
 	if len(x.Request.Headers) > 0 {
 		dst = append(dst, `,"headers":`...)
-		dst = appendHeader(dst, x.Request.Headers)
+		dst = jsonenc.AppendStringLists(dst, x.Request.Headers, false)
 	}
 	if len(x.Request.Body) > 0 {
 		dst = append(dst, `,"body":`...)
@@ -83,11 +81,11 @@ func appendExchange(dst []byte, x *Exchange) []byte {
 		dst = strconv.AppendInt(dst, int64(r.Status), 10)
 		if len(r.Headers) > 0 {
 			dst = append(dst, `,"headers":`...)
-			dst = appendHeader(dst, r.Headers)
+			dst = jsonenc.AppendStringLists(dst, r.Headers, false)
 		}
 		if len(r.Trailers) > 0 {
 			dst = append(dst, `,"trailers":`...)
-			dst = appendHeader(dst, r.Trailers)
+			dst = jsonenc.AppendStringLists(dst, r.Trailers, false)
 		}
 		if len(r.Body) > 0 {
 			dst = append(dst, `,"body":`...)
@@ -132,47 +130,6 @@ func appendTime(dst []byte, t time.Time) []byte {
 	dst = append(dst, '"')
 	dst = t.AppendFormat(dst, time.RFC3339Nano)
 	return append(dst, '"')
-}
-
-// appendHeader appends h as encoding/json encodes an http.Header: an object
-// with keys in byte order, each value a list of strings (null for a nil
-// list).
-func appendHeader(dst []byte, h http.Header) []byte {
-	// Sort the keys without allocating for the usual small header.
-	var small [16]string
-	var keys []string
-	if len(h) <= len(small) {
-		keys = small[:0]
-	} else {
-		keys = make([]string, 0, len(h))
-	}
-	for k := range h {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-
-	dst = append(dst, '{')
-	for i, k := range keys {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = jsonenc.AppendString(dst, k)
-		dst = append(dst, ':')
-		vs := h[k]
-		if vs == nil {
-			dst = append(dst, "null"...)
-			continue
-		}
-		dst = append(dst, '[')
-		for j, v := range vs {
-			if j > 0 {
-				dst = append(dst, ',')
-			}
-			dst = jsonenc.AppendString(dst, v)
-		}
-		dst = append(dst, ']')
-	}
-	return append(dst, '}')
 }
 
 // appendBody appends a non-empty b as Body.MarshalJSON encodes it.
