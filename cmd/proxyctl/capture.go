@@ -6,9 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -39,7 +38,7 @@ func (c *captureFlags) register(fs *pflag.FlagSet, recording bool) {
 	fs.StringArrayVar(&c.RedactHeaders, "redact-header", nil, "header whose values are replaced by [REDACTED] wherever traffic is kept or sent, repeatable (Authorization, Cookie, Set-Cookie, X-Api-Key... always are)")
 	fs.StringArrayVar(&c.RedactJSON, "redact-json", nil, "dotted path of JSON body values to redact, e.g. password or items.*.token, repeatable")
 	if recording {
-		fs.StringVar(&c.Tape, "tape", "", "tape file to write (created or truncated, mode 0600)")
+		fs.StringVar(&c.Tape, "tape", "", "tape file to write: created (mode 0600, with missing directories) or, when it holds a tape, replaced; any other existing file is refused")
 	}
 }
 
@@ -62,13 +61,12 @@ func (c *captureFlags) options(recording bool, kind tape.Kind, meta map[string]s
 		if c.Tape == "" {
 			return o, config.Usagef("tape", "--tape is required")
 		}
-		if fi, err := os.Stat(c.Tape); err == nil && fi.IsDir() {
-			return o, config.Usagef("tape", "--tape %s is a directory", c.Tape)
-		}
-		if dir := filepath.Dir(c.Tape); dir != "" {
-			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-				return o, config.Usagef("tape", "--tape %s: directory %s does not exist", c.Tape, dir)
-			}
+		// What is at the path is checked before anything starts (a bad
+		// tape fails before the listener or the child): exit 1, the
+		// error naming the path. The tape is opened, and missing
+		// directories created, only once the rest has started up.
+		if err := tape.Check(c.Tape); err != nil {
+			return o, tapeOpenError(err)
 		}
 		o.Tape = c.Tape
 		// Replay applies the same JSON redaction to live requests, so that
@@ -79,6 +77,15 @@ func (c *captureFlags) options(recording bool, kind tape.Kind, meta map[string]s
 		}
 	}
 	return o, nil
+}
+
+// tapeOpenError adds the way out to a refusal to overwrite a file that is
+// not a tape.
+func tapeOpenError(err error) error {
+	if errors.Is(err, tape.ErrNotTape) {
+		return fmt.Errorf("%w; remove it or choose another --tape", err)
+	}
+	return err
 }
 
 // drainTimeout bounds how long a stopping command writes what its capture
@@ -111,14 +118,21 @@ type captureRuntime struct {
 	// tape is written, else the store's and live stream's limit.
 	BodyLimit int64
 
-	tapeW     *tape.Writer
-	tapeSink  *record.TapeSink
-	status    *statusLine
-	log       zerolog.Logger
-	cancel    context.CancelFunc // stops the pipeline (which then drains)
-	cancelHub context.CancelFunc // closes live clients, after the drain
-	done      chan error
-	hubErr    chan error
+	tapeW    *tape.Writer
+	tapeSink *record.TapeSink
+	// The tape's write failure (a full disk): tapeFailed is closed once
+	// tapeErr is set; tapeReported says whether a command already
+	// returned it (so stop does not return it again).
+	tapeFailed   chan struct{}
+	tapeErr      error
+	tapeReported atomic.Bool
+	status       *statusLine
+	log          zerolog.Logger
+	cancel       context.CancelFunc // stops the pipeline (which then drains)
+	cancelHub    context.CancelFunc // closes live clients, after the drain
+	done         chan error
+	hubErr       chan error
+	flusherDone  chan struct{} // closed when the tape sink's flusher returned
 }
 
 // newCapture builds the pipeline and mounts the live stream and traffic
@@ -148,7 +162,7 @@ func (rt *proxyRuntime) newCapture(f *factory, o captureOptions) (*captureRuntim
 	if o.Tape != "" {
 		w, err := tape.OpenFile(o.Tape, tape.Header{Kind: o.TapeKind, Meta: o.TapeMeta})
 		if err != nil {
-			return nil, fmt.Errorf("open tape: %w", err)
+			return nil, tapeOpenError(err)
 		}
 		c.tapeW = w
 		c.BodyLimit = -1 // tapes keep whole bodies
@@ -156,6 +170,9 @@ func (rt *proxyRuntime) newCapture(f *factory, o captureOptions) (*captureRuntim
 		c.tapeSink = sink
 		c.status = newStatusLine(f.Stderr, o.Tape)
 		sink.OnWrite = c.status.add
+		c.tapeFailed = make(chan struct{})
+		sink.OnFail = c.onTapeFailure
+		rt.tapeWatch = c.watchTape
 		c.Pipeline.Add(sink, capture.Block, capture.WithTransform(red))
 	}
 	// Stores write a batch per transaction (bolt: one fsync) or split it
@@ -197,6 +214,56 @@ func (rt *proxyRuntime) newCapture(f *factory, o captureOptions) (*captureRuntim
 	return c, nil
 }
 
+// onTapeFailure is the tape sink's OnFail: the tape cannot be written any
+// more (a full disk, a file-size limit). It logs the error once and tells
+// the command to stop (watchTape, tapeFailure): no new work is accepted,
+// in-flight work finishes, and the command exits 1 with the error. The
+// writer has cut the file back to its last complete line.
+func (c *captureRuntime) onTapeFailure(err error) {
+	c.tapeErr = fmt.Errorf("recording stopped: %w", err)
+	c.log.Error().Err(err).Int64("entries_kept", c.tapeW.Written()).
+		Msg("the tape cannot be written: stopping (in-flight traffic finishes, nothing more is recorded; the tape keeps every entry written whole)")
+	close(c.tapeFailed)
+}
+
+// tapeFailure returns the tape's write failure, or nil. The same error
+// every time.
+func (c *captureRuntime) tapeFailure() error {
+	if c == nil || c.tapeFailed == nil {
+		return nil
+	}
+	select {
+	case <-c.tapeFailed:
+		return c.tapeErr
+	default:
+		return nil
+	}
+}
+
+// TapeFailed is closed when the tape cannot be written any more; nil (never
+// ready) without a tape.
+func (c *captureRuntime) TapeFailed() <-chan struct{} {
+	if c == nil {
+		return nil
+	}
+	return c.tapeFailed
+}
+
+// watchTape runs in the command's errgroup (proxyRuntime.start): it returns
+// the tape's write failure, which stops the command (a proxy listener shuts
+// down gracefully), or nil when ctx ends first.
+func (c *captureRuntime) watchTape(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-c.tapeFailed:
+		if c.tapeReported.CompareAndSwap(false, true) {
+			return c.tapeErr
+		}
+		return nil
+	}
+}
+
 // start runs the pipeline and the live hub. They are stopped by stop, not
 // by ctx: the proxy's in-flight exchanges publish until its listener has
 // shut down.
@@ -212,11 +279,12 @@ func (c *captureRuntime) start(ctx context.Context) {
 	go func() { c.done <- c.Pipeline.Run(pctx) }()
 	go func() { c.hubErr <- c.Hub.Run(hctx) }()
 	if c.tapeSink != nil {
-		// Flushes the tape while the pipeline delivers; Close flushes the rest.
+		// Flushes the tape while the pipeline delivers; Close flushes the
+		// rest. A flush failure is reported by the sink (OnFail).
+		c.flusherDone = make(chan struct{})
 		go func() {
-			if err := c.tapeSink.Run(pctx); err != nil {
-				c.log.Error().Err(err).Msg("tape flush failed")
-			}
+			defer close(c.flusherDone)
+			_ = c.tapeSink.Run(pctx)
 		}()
 	}
 	if c.status != nil {
@@ -239,22 +307,32 @@ func (c *captureRuntime) stop() error {
 	}
 	c.cancel()
 	err := <-c.done
+	if c.flusherDone != nil {
+		<-c.flusherDone
+	}
 	c.cancelHub()
 	if herr := <-c.hubErr; herr != nil {
 		err = errors.Join(err, fmt.Errorf("live stream: %w", herr))
 	}
+	var tapeErr error
+	failed := c.tapeFailure() // the flusher and the pipeline are done: final
 	if c.tapeW != nil {
-		if cerr := c.tapeW.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close tape: %w", cerr))
+		// After a failure Close returns it again (the writer's error is
+		// sticky): it is reported once, below.
+		if cerr := c.tapeW.Close(); cerr != nil && (failed == nil || !errors.Is(failed, cerr)) {
+			tapeErr = cerr // "tape FILE: ..." (failing to flush or fsync the end)
 		}
 	}
 	if c.status != nil {
-		c.status.finish(c.Pipeline.Stats()["tape"])
+		c.status.finish(c.Pipeline.Stats()["tape"], failed != nil || tapeErr != nil, c.tapeW.Written())
 	}
 	if err != nil {
-		return fmt.Errorf("capture: %w", err)
+		err = fmt.Errorf("capture: %w", err)
 	}
-	return nil
+	if failed != nil && c.tapeReported.CompareAndSwap(false, true) {
+		err = errors.Join(failed, err)
+	}
+	return errors.Join(tapeErr, err)
 }
 
 // publishFrame is the stdio relay's OnMessage hook.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -155,17 +156,37 @@ func runForwardStdio(ctx context.Context, f *factory, o *forwardStdioOptions) er
 		capt.start(ctx)
 	}
 	registerStdioMetrics(rt, r)
+	// When the tape cannot be written any more (a full disk), the child is
+	// shut down as on SIGTERM and the command exits 1 with the error.
+	rctx, stopRelay := context.WithCancelCause(ctx)
+	defer stopRelay(nil)
+	go func() {
+		select {
+		case <-capt.TapeFailed():
+			stopRelay(capt.tapeFailure())
+		case <-rctx.Done():
+		}
+	}()
 	o.Log.Info().Strs("command", o.Command).Str("admin", rt.AdminAddr()).Int("rules", len(o.Rules)).Msg("forwarding stdio")
-	code, runErr := r.Run(ctx)
-	if err := capt.stop(); err != nil {
-		o.Log.Error().Err(err).Msg("capture")
+	code, runErr := r.Run(rctx)
+	stopErr := capt.stop()
+	stopBg()
+	gErr := g.Wait()
+	if failed := capt.tapeFailure(); failed != nil {
+		// Logged once when it happened; the rest is this failure again.
+		if stopErr != nil && !errors.Is(stopErr, failed) {
+			o.Log.Error().Err(stopErr).Msg("capture")
+		}
+		return failed
+	}
+	if stopErr != nil {
+		o.Log.Error().Err(stopErr).Msg("capture")
 		if runErr == nil && code == 0 {
-			runErr = err
+			runErr = stopErr
 		}
 	}
-	stopBg()
-	if err := g.Wait(); err != nil && runErr == nil {
-		o.Log.Warn().Err(err).Msg("background task")
+	if gErr != nil && runErr == nil {
+		o.Log.Warn().Err(gErr).Msg("background task")
 	}
 	if runErr != nil {
 		return runErr

@@ -13,7 +13,15 @@ func newRecordCmd(f *factory) *cobra.Command {
 frame (stdio) to a tape: a versioned JSON Lines file with full bodies, secrets
 redacted, flushed as it goes (a killed recorder leaves a readable tape; SIGINT
 and SIGTERM lose nothing). Replay it with proxyctl replay; inspect it with
-proxyctl tape show.`,
+proxyctl tape show.
+
+--tape FILE is created (mode 0600, with missing directories) or, when it holds
+a tape, replaced; any other existing file is refused, so a typo cannot destroy
+data. A directory, a named pipe or a read-only location is refused before
+anything starts (exit 1). When the disk fills up mid-recording, the tape is
+cut back to its last complete entry (it stays valid), the recorder stops
+cleanly (in-flight traffic finishes) and exits 1 naming the tape and the cause.
+See docs/tape-format.md.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: groupRunE,
 	}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -91,14 +93,22 @@ func (l *limitFlags) validate() (session.Config, []ratelimit.Spec, error) {
 // dynamodb://?region=R&endpoint=URL&table-prefix=P.
 func openStoreContext(ctx context.Context, raw string) (store.Store, error) {
 	switch {
-	case raw == "memory":
-		return memstore.New(), nil
+	case isMemoryStore(raw):
+		r, err := parseRetention(strings.TrimPrefix(raw, "memory"))
+		if err != nil {
+			return nil, err
+		}
+		return memstore.NewWithOptions(memstore.Options{MaxTrafficItems: r.items, MaxTrafficBytes: r.bytes}), nil
 	case strings.HasPrefix(raw, "bolt:"):
-		path := strings.TrimPrefix(raw, "bolt:")
+		path, query, _ := strings.Cut(strings.TrimPrefix(raw, "bolt:"), "?")
 		if path == "" {
 			return nil, config.Usagef("store", "--store bolt:PATH needs a path")
 		}
-		st, err := boltstore.Open(path, boltstore.Options{})
+		r, err := parseRetention("?" + query)
+		if err != nil {
+			return nil, err
+		}
+		st, err := boltstore.Open(path, boltstore.Options{MaxTrafficItems: r.items, MaxTrafficBytes: r.bytes})
 		if err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
@@ -115,6 +125,47 @@ func openStoreContext(ctx context.Context, raw string) (store.Store, error) {
 	default:
 		return nil, config.Usagef("store", "--store %q must be memory, bolt:PATH or dynamodb://...", raw)
 	}
+}
+
+// isMemoryStore reports whether a --store URL names the memory store.
+func isMemoryStore(raw string) bool { return raw == "memory" || strings.HasPrefix(raw, "memory?") }
+
+// retention is the traffic bound of an embedded store URL:
+// ?max-traffic-items=N&max-traffic-size=SIZE (0: the store's default).
+type retention struct {
+	items int
+	bytes int64
+}
+
+func parseRetention(query string) (retention, error) {
+	var r retention
+	q, err := url.ParseQuery(strings.TrimPrefix(query, "?"))
+	if err != nil {
+		return r, config.Usagef("store", "--store: bad query %q: %v", query, err)
+	}
+	for k, v := range q {
+		val := v[len(v)-1]
+		switch k {
+		case "max-traffic-items":
+			n, err := strconv.Atoi(val)
+			if err != nil || n <= 0 {
+				return r, config.Usagef("store", "--store: max-traffic-items=%q must be a positive number", val)
+			}
+			r.items = n
+		case "max-traffic-size":
+			n, err := config.ParseSize(val)
+			if err == nil && n <= 0 {
+				err = errors.New("must be positive")
+			}
+			if err != nil {
+				return r, config.Usagef("store", "--store: max-traffic-size: %v", err)
+			}
+			r.bytes = n
+		default:
+			return r, config.Usagef("store", "--store: unknown parameter %q (want max-traffic-items or max-traffic-size)", k)
+		}
+	}
+	return r, nil
 }
 
 // defaultStore is the embedded default: a bolt file in the user's data
@@ -162,6 +213,10 @@ type proxyRuntime struct {
 	Stubs *stub.Engine
 
 	adminLn net.Listener
+	// tapeWatch, set by newCapture when recording, returns the tape's
+	// write failure: start runs it in the command's errgroup, so that a
+	// full disk stops the command.
+	tapeWatch func(ctx context.Context) error
 }
 
 // newProxyRuntime builds the runtime and binds the admin listener (so a
@@ -233,11 +288,14 @@ func (rt *proxyRuntime) AdminAddr() string {
 	return rt.adminLn.Addr().String()
 }
 
-// start runs the admin API, the session sweeper and the limiter's
-// eviction in g until ctx ends.
+// start runs the admin API, the session sweeper, the limiter's eviction
+// and, when recording, the tape's failure watch in g until ctx ends.
 func (rt *proxyRuntime) start(ctx context.Context, g *errgroup.Group) {
 	g.Go(func() error { return rt.Sessions.Run(ctx) })
 	g.Go(func() error { return rt.Limiter.Run(ctx) })
+	if watch := rt.tapeWatch; watch != nil {
+		g.Go(func() error { return watch(ctx) })
+	}
 	if rt.adminLn != nil {
 		srv := &http.Server{
 			Handler:           rt.Admin,

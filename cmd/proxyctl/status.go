@@ -99,14 +99,23 @@ func (s *statusLine) start(ctx context.Context) {
 	})
 }
 
-// finish stops the redraws and prints the summary.
-func (s *statusLine) finish(st capture.SinkStats) {
+// finish stops the redraws and prints the summary. failed says the tape
+// could not be written to the end (a full disk); kept is then how many
+// entries it holds.
+func (s *statusLine) finish(st capture.SinkStats, failed bool, kept int64) {
 	close(s.stopped)
 	s.wg.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.drawn {
 		_, _ = fmt.Fprint(s.w, "\r\033[K")
+	}
+	if failed {
+		// What reached the sink but not the disk: the batches counted as
+		// written but still buffered, and what the pipeline dropped.
+		lost := s.exchanges.Load() + s.frames.Load() - kept + st.Dropped
+		_, _ = fmt.Fprintf(s.w, "proxyctl: the tape write failed: %s holds the first %d entries; %d not recorded (see the log)\n", s.tape, kept, max(lost, 0))
+		return
 	}
 	sum := fmt.Sprintf("proxyctl: recorded %d exchanges", s.exchanges.Load())
 	if f := s.frames.Load(); f > 0 {

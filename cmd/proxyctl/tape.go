@@ -425,6 +425,11 @@ Stdio frames have no HAR form and are left out.`,
 }
 
 func runTapeExport(f *factory, o *tapeExportOptions) error {
+	if o.Output != "" && o.Output != "-" && tapeSameFile(o.Path, o.Output) {
+		// Replacing the tape by its HAR export would lose the tape (and
+		// its stdio frames): surely a slip.
+		return fmt.Errorf("export %s: -o %s is the tape itself; write the HAR file elsewhere", o.Path, o.Output)
+	}
 	r, err := tapeOpen(o.Path)
 	if err != nil {
 		return err
@@ -621,7 +626,7 @@ func tapeOpen(path string) (*tape.Reader, error) {
 // tapeIsHAR reports whether the file at path is a JSON object with a "log"
 // object, as a HAR file is. It reads no further than that member.
 func tapeIsHAR(path string) bool {
-	fh, err := os.Open(path)
+	fh, err := tape.OpenInput(path) // never waits on a named pipe
 	if err != nil {
 		return false
 	}
@@ -645,6 +650,17 @@ func tapeIsHAR(path string) bool {
 		}
 	}
 	return false
+}
+
+// tapeSameFile reports whether a and b name the same existing file (links
+// followed).
+func tapeSameFile(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
 }
 
 // tapeWarn prints the reader's warnings (a cut last line) on stderr.

@@ -37,7 +37,10 @@
 // backoff (100 ms doubling to 5 s) for at most RetryFor (5 min by default)
 // per batch: items wait (in memory, then spilled) and nothing is lost within
 // that bound; past it the batch is dropped, counted and logged. For Drop
-// sinks a failed batch is dropped at once. Every drop is counted.
+// sinks a failed batch is dropped at once. Every drop is counted. An error
+// wrapped with [Fatal] (the tape's disk is full: retrying cannot help) is not
+// retried: from then on the sink gets nothing, and its items are dropped and
+// counted silently, its owner having reported the failure.
 //
 // [Pipeline.Run] delivers until its ctx ends, then drains every queue,
 // spill files included, with a delivery context detached from ctx and

@@ -41,6 +41,23 @@ type Sink interface {
 	Deliver(ctx context.Context, batch []*Item) error
 }
 
+// Fatal marks a Deliver error as permanent: the sink cannot take any more
+// items (a tape whose disk is full). The pipeline then stops delivering to
+// it: that batch and every later item for the sink are dropped (counted in
+// SinkStats.Dropped) without retries, spilling or log lines, and Run does not
+// report them: the sink's owner reports the failure, once.
+func Fatal(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &fatalError{err}
+}
+
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
 // Policy says what happens when a sink cannot keep up.
 type Policy int
 
@@ -294,7 +311,8 @@ type sinkState struct {
 
 	delivered, dropped, spilled, errors, retries atomic.Int64
 	closedLogged                                 atomic.Bool
-	drainLost                                    int // items lost to the drain deadline; the sink's goroutine only
+	failed                                       atomic.Bool // Deliver returned a Fatal error
+	drainLost                                    int         // items lost to the drain deadline; the sink's goroutine only
 }
 
 // enqueue is Publish for one sink.
@@ -307,6 +325,10 @@ type sinkState struct {
 // the sink is more than a full ring behind, and the sink catches up as soon
 // as it is faster than the publisher.
 func (s *sinkState) enqueue(it *Item) {
+	if s.failed.Load() {
+		s.drop(1, "") // counted; the owner reported the failure
+		return
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -548,6 +570,10 @@ func (s *sinkState) discard() int {
 // deliver hands one batch to the sink: once for Drop sinks, with bounded,
 // jittered retries for Block sinks.
 func (s *sinkState) deliver(ctx context.Context, batch []*Item) {
+	if s.failed.Load() {
+		s.drop(len(batch), "")
+		return
+	}
 	if f := s.cfg.transform; f != nil {
 		for i, it := range batch {
 			batch[i] = f(it)
@@ -568,6 +594,11 @@ func (s *sinkState) deliver(ctx context.Context, batch []*Item) {
 			return
 		}
 		s.errors.Add(1)
+		if _, ok := errors.AsType[*fatalError](err); ok {
+			s.failed.Store(true)
+			s.drop(len(batch), "")
+			return
+		}
 		if ctx.Err() != nil {
 			// Only the drain deadline cancels ctx.
 			s.drainLost += len(batch)

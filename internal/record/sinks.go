@@ -39,10 +39,16 @@ type TapeSink struct {
 	// OnWrite, when set, is called with each batch once it is written
 	// (the status line).
 	OnWrite func(batch []*capture.Item)
+	// OnFail, when set, is called once, with the writer's error, when the
+	// tape cannot be written any more (a full disk): the command stops
+	// recording. The writer has cut the file back to its last complete
+	// line; every later item is dropped by the pipeline.
+	OnFail func(err error)
 
 	mu        sync.Mutex
 	dirty     bool
 	lastFlush time.Time
+	failOnce  sync.Once
 }
 
 // DefaultFlushEvery is how long a busy recorder may keep entries buffered.
@@ -77,7 +83,8 @@ func (s *TapeSink) Run(ctx context.Context) error {
 			}
 			s.mu.Unlock()
 			if err != nil {
-				return err
+				_ = s.fail(err) // reported through OnFail
+				return nil
 			}
 		}
 	}
@@ -92,9 +99,22 @@ func (s *TapeSink) flushLocked() error {
 // Name implements capture.Sink.
 func (s *TapeSink) Name() string { return "tape" }
 
+// fail reports the writer's sticky error once (OnFail) and returns it
+// marked capture.Fatal, so that the pipeline stops delivering.
+func (s *TapeSink) fail(err error) error {
+	s.failOnce.Do(func() {
+		if s.OnFail != nil {
+			s.OnFail(err)
+		}
+	})
+	return capture.Fatal(err)
+}
+
 // Deliver implements capture.Sink. A write error is sticky in the tape
-// writer: the batch is then reported failed (and retried by the pipeline,
-// which gives up after its retry bound, counting the loss).
+// writer (a full disk): it is then reported once (OnFail) and returned as a
+// capture.Fatal error, so that the pipeline stops delivering to the tape
+// instead of retrying. An entry the writer refuses (not valid for a tape)
+// fails the batch, which the pipeline retries.
 func (s *TapeSink) Deliver(_ context.Context, batch []*capture.Item) error {
 	kind := s.w.Header().Kind
 	n := 0
@@ -109,6 +129,9 @@ func (s *TapeSink) Deliver(_ context.Context, batch []*capture.Item) error {
 			continue // not this tape's kind
 		}
 		if err != nil {
+			if s.w.Err() != nil {
+				return s.fail(err)
+			}
 			return err
 		}
 		n++
@@ -122,7 +145,7 @@ func (s *TapeSink) Deliver(_ context.Context, batch []*capture.Item) error {
 	}
 	s.mu.Unlock()
 	if err != nil {
-		return err
+		return s.fail(err)
 	}
 	if s.OnWrite != nil && n > 0 {
 		s.OnWrite(batch)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 )
 
 // LineError is a reading error tied to a tape line.
@@ -40,10 +39,18 @@ type Reader struct {
 
 // Open opens the tape at path and reads its header. Close the Reader when
 // done.
+//
+// path must be a regular file (or a character device); a directory, a named
+// pipe or a socket is refused without waiting. The header line is at most
+// [MaxHeaderSize] bytes and every other line at most [MaxLineSize], so
+// endless input is refused, not read forever.
 func Open(path string) (*Reader, error) {
-	f, err := os.Open(path)
-	if err != nil {
+	f, err := openInput(path)
+	if errors.Is(err, errEmptyName) {
 		return nil, fmt.Errorf("open tape: %w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open tape: open %s: %w", displayPath(path), unwrapPath(err))
 	}
 	r, err := newReader(f, path, MaxLineSize)
 	if err != nil {
@@ -60,10 +67,15 @@ func NewReader(r io.Reader) (*Reader, error) {
 }
 
 func newReader(rd io.Reader, name string, limit int) (*Reader, error) {
-	r := &Reader{name: name, br: bufio.NewReaderSize(rd, 64<<10), limit: limit}
+	r := &Reader{name: name, br: bufio.NewReaderSize(rd, 64<<10), limit: min(limit, MaxHeaderSize)}
 	line, complete, err := r.readLine()
+	headerLimit := r.limit
+	r.limit = limit
 	if errors.Is(err, io.EOF) {
 		return nil, r.lineErr(errors.New("empty tape: missing header"))
+	}
+	if errors.Is(err, errLineTooLong) {
+		return nil, r.lineErr(fmt.Errorf("not a proxyctl tape: first line longer than %d bytes", headerLimit))
 	}
 	if err != nil {
 		return nil, r.lineErr(err)
@@ -160,6 +172,9 @@ func (r *Reader) lineErr(err error) error {
 	return &LineError{Name: r.name, Line: r.line, Err: err}
 }
 
+// errLineTooLong is readLine's error for a line over the limit.
+var errLineTooLong = errors.New("line longer")
+
 // readLine returns the next line (newline included when complete) and
 // whether it ended with a newline. It returns io.EOF only when no byte is
 // left.
@@ -169,7 +184,7 @@ func (r *Reader) readLine() ([]byte, bool, error) {
 	for {
 		chunk, err := r.br.ReadSlice('\n')
 		if len(buf)+len(chunk) > r.limit {
-			return nil, false, fmt.Errorf("line longer than %d bytes", r.limit)
+			return nil, false, fmt.Errorf("%w than %d bytes", errLineTooLong, r.limit)
 		}
 		buf = append(buf, chunk...)
 		switch {

@@ -585,15 +585,25 @@ func TestOpenFile(t *testing.T) {
 		}
 	})
 	t.Run("missing parent", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "nope", "t.tape.json")
-		_, err := OpenFile(path, Header{})
-		if want := "open tape " + path + ": no such file or directory"; err == nil || err.Error() != want {
-			t.Errorf("got %v, want %q", err, want)
+		// Missing directories are created (0750), as go-vcr does.
+		path := filepath.Join(t.TempDir(), "nope", "deeper", "t.tape.json")
+		w, err := OpenFile(path, Header{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+			t.Errorf("parent directory: %v, %v", fi, err)
 		}
 	})
 	t.Run("truncates", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "t.tape.json")
-		if err := os.WriteFile(path, bytes.Repeat([]byte("old\n"), 1000), 0o600); err != nil {
+		// An existing tape is replaced (re-recording is normal).
+		old := `{"proxyctlTape":1,"createdAt":"2026-11-23T15:04:05Z","kind":"http"}` + "\n" +
+			strings.Repeat(`{"type":"exchange","sessionId":"s","seq":1,"request":{"method":"GET","url":"/old"}}`+"\n", 1000)
+		if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		w, err := OpenFile(path, Header{Kind: KindStdio})

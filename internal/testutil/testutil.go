@@ -3,10 +3,12 @@ package testutil
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -54,4 +56,26 @@ func MCP(t testing.TB) (node, dir string) {
 		missing("test/mcp/node_modules is missing: run `make test-deps` (npm ci --prefix test/mcp)")
 	}
 	return node, filepath.Clean(dir)
+}
+
+// DirSnapshot lists every entry under dir with its mode and size, to check
+// that a refused command left the directory as it was.
+func DirSnapshot(t testing.TB, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%q %v %d\n", p, fi.Mode(), fi.Size())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
