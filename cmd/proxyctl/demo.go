@@ -88,6 +88,8 @@ func runDemo(ctx context.Context, f *factory, o *demoOptions) error {
 		SessionHdr:        "X-Proxy-Session",
 		RateLimits:        specs,
 		ReadHeaderTimeout: 5 * time.Second,
+		ClientBodyTimeout: defaultClientBodyTimeout,
+		MaxHeaderBytes:    defaultMaxHeaderSize,
 		IdleTimeout:       time.Minute,
 		ShutdownTimeout:   2 * time.Second,
 		Ready:             func(p, a string) { ready <- [2]string{p, a} },

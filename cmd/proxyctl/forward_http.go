@@ -41,8 +41,10 @@ type forwardHTTPOptions struct {
 	Transport  transport.Options
 
 	ReadHeaderTimeout time.Duration
+	ClientBodyTimeout time.Duration
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
+	MaxHeaderBytes    int
 
 	Capture captureOptions
 	// Backend answers instead of an upstream (replay's tape).
@@ -53,13 +55,21 @@ type forwardHTTPOptions struct {
 	Ready func(proxyAddr, adminAddr string)
 }
 
+// Client-side limits of the HTTP proxy listener (forward, record, replay).
+const (
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultClientBodyTimeout = 60 * time.Second
+	defaultMaxHeaderSize     = 1 << 20
+)
+
 // httpFlags are the raw flag values of `forward http`.
 type httpFlags struct {
 	Target, Listen, ServiceHeader, UserHeader, ProxyToken string
 	ServiceMap, TrustedProxies                            []string
-	MaxBodySize                                           config.Size
+	MaxBodySize, MaxHeaderSize                            config.Size
 	UpstreamTimeout, DialTimeout                          time.Duration
 	ReadHeaderTimeout, IdleTimeout, ShutdownTimeout       time.Duration
+	ClientBodyTimeout                                     time.Duration
 	limits                                                limitFlags
 	capture                                               captureFlags
 	recording                                             bool // record http: --tape
@@ -81,7 +91,7 @@ func newHTTPProxyCmd(f *factory, runF func(context.Context, *factory, *forwardHT
 	if runF == nil {
 		runF = runForwardHTTP
 	}
-	fl := httpFlags{recording: recording}
+	fl := httpFlags{recording: recording, MaxHeaderSize: defaultMaxHeaderSize}
 	cmd := &cobra.Command{
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -103,7 +113,9 @@ func newHTTPProxyCmd(f *factory, runF func(context.Context, *factory, *forwardHT
 	fs.Var(&fl.MaxBodySize, "max-body-size", "refuse request bodies larger than this with 413, e.g. 10MiB (0: no limit)")
 	fs.DurationVar(&fl.UpstreamTimeout, "upstream-timeout", transport.DefaultResponseHeaderTimeout, "time to the upstream's response headers before 504")
 	fs.DurationVar(&fl.DialTimeout, "dial-timeout", transport.DefaultDialTimeout, "time to connect to the upstream before 502")
-	fs.DurationVar(&fl.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request headers")
+	fs.DurationVar(&fl.ReadHeaderTimeout, "read-header-timeout", defaultReadHeaderTimeout, "time a client has to send its request headers")
+	fs.DurationVar(&fl.ClientBodyTimeout, "client-body-timeout", defaultClientBodyTimeout, "longest time between two successive reads of a request body before 408 (0: no limit)")
+	fs.Var(&fl.MaxHeaderSize, "max-header-size", "refuse request lines plus headers larger than this with 431, e.g. 64KiB")
 	fs.DurationVar(&fl.IdleTimeout, "idle-timeout", 2*time.Minute, "close idle client keep-alive connections after this long")
 	fs.DurationVar(&fl.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
 	fl.limits.register(fs)
@@ -120,8 +132,10 @@ func (fl *httpFlags) options(f *factory) (*forwardHTTPOptions, error) {
 		MaxBodySize:       int64(fl.MaxBodySize),
 		SessionHdr:        fl.limits.SessionHeader,
 		ReadHeaderTimeout: fl.ReadHeaderTimeout,
+		ClientBodyTimeout: fl.ClientBodyTimeout,
 		IdleTimeout:       fl.IdleTimeout,
 		ShutdownTimeout:   fl.ShutdownTimeout,
+		MaxHeaderBytes:    int(fl.MaxHeaderSize),
 		Transport: transport.Options{
 			DialTimeout:           fl.DialTimeout,
 			ResponseHeaderTimeout: fl.UpstreamTimeout,
@@ -150,6 +164,12 @@ func (fl *httpFlags) options(f *factory) (*forwardHTTPOptions, error) {
 			return nil, config.Usagef(name, "--%s must be positive", name)
 		}
 	}
+	if fl.ClientBodyTimeout < 0 {
+		return nil, config.Usagef("client-body-timeout", "--client-body-timeout must not be negative (0: no limit)")
+	}
+	if fl.MaxHeaderSize <= 0 {
+		return nil, config.Usagef("max-header-size", "--max-header-size must be positive")
+	}
 	if o.Session, o.RateLimits, err = fl.limits.validate(); err != nil {
 		return nil, err
 	}
@@ -177,6 +197,9 @@ func runForwardHTTP(ctx context.Context, f *factory, o *forwardHTTPOptions) erro
 	if err != nil {
 		return err
 	}
+	// The pooled upstream connections must not outlive the command.
+	upstream := transport.NewSync(o.Transport)
+	defer upstream.CloseIdleConnections()
 	p := &forward.Proxy{
 		Target:         o.Target,
 		Services:       o.Services,
@@ -186,7 +209,10 @@ func runForwardHTTP(ctx context.Context, f *factory, o *forwardHTTPOptions) erro
 		ProxyToken:     o.ProxyToken,
 		TrustedProxies: o.TrustedProxies,
 		MaxBodySize:    o.MaxBodySize,
-		Sessions:       rt.Sessions,
+		// The server has no ReadTimeout (bodies stream for as long as they
+		// last): a stalled body is bounded per read instead.
+		ClientBodyTimeout: o.ClientBodyTimeout,
+		Sessions:          rt.Sessions,
 		SessionErrors: forward.SessionErrors{
 			Missing: session.ErrMissing, Unknown: session.ErrUnknown, Ended: session.ErrEnded,
 			TooMany: session.ErrTooMany, Unavailable: session.ErrUnavailable, InvalidID: session.ErrInvalidID,
@@ -194,7 +220,7 @@ func runForwardHTTP(ctx context.Context, f *factory, o *forwardHTTPOptions) erro
 		Backend:   o.Backend,
 		Stubs:     rt.Stubs,
 		Observer:  rt.Metrics,
-		Transport: transport.NewSync(o.Transport),
+		Transport: upstream,
 		Log:       o.Log.With().Str("component", "proxy").Logger(),
 	}
 	if rt.Limiter.Enabled() {
@@ -213,7 +239,7 @@ func runForwardHTTP(ctx context.Context, f *factory, o *forwardHTTPOptions) erro
 		Handler:           p,
 		ReadHeaderTimeout: o.ReadHeaderTimeout,
 		IdleTimeout:       o.IdleTimeout,
-		MaxHeaderBytes:    1 << 20,
+		MaxHeaderBytes:    o.MaxHeaderBytes,
 		ErrorLog:          zerologStd(o.Log),
 	}
 

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -132,7 +131,9 @@ func (fl *replayFlags) options(f *factory, args []string) (*replayOptions, error
 		ServiceHeader:     "X-Proxy-Service",
 		UserHeader:        "X-User-Id",
 		SessionHdr:        fl.limits.SessionHeader,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: defaultReadHeaderTimeout,
+		ClientBodyTimeout: defaultClientBodyTimeout,
+		MaxHeaderBytes:    defaultMaxHeaderSize,
 		IdleTimeout:       2 * time.Minute,
 		ShutdownTimeout:   10 * time.Second,
 		Transport:         transport.Options{},
@@ -244,13 +245,16 @@ func runReplay(ctx context.Context, f *factory, o *replayOptions) error {
 	h := &replay.Handler{Index: ix, MaxBody: o.MaxBody}
 	if o.Fallback != nil {
 		target := o.Fallback
+		// The pooled fallback connections must not outlive the command.
+		fallback := transport.New(transport.Options{})
+		defer fallback.CloseIdleConnections()
 		h.Fallback = &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(target)
 				pr.SetXForwarded()
 				pr.Out.Header.Del("Proxy-Authorization")
 			},
-			Transport: transport.New(transport.Options{}),
+			Transport: fallback,
 			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 				log.Warn().Err(err).Msg("replay fallback failed")
 				http.Error(w, `{"error":"fallback upstream unreachable","status":502}`, http.StatusBadGateway)
@@ -273,7 +277,7 @@ func runReplay(ctx context.Context, f *factory, o *replayOptions) error {
 }
 
 func readHARFile(path string) ([]*tape.Exchange, error) {
-	fh, err := os.Open(path)
+	fh, err := tape.OpenInput(path)
 	if err != nil {
 		return nil, err
 	}

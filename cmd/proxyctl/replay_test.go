@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -17,27 +16,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/spf13/cobra"
 )
 
 // startReplay runs `replay` in-process with args plus free --listen and
 // --admin-listen addresses.
 func startReplay(t *testing.T, args ...string) *running {
 	t.Helper()
-	return launch(t, func(f *factory, ready chan<- addrs) *cobra.Command {
-		root := newRootCmd(f)
-		for _, c := range root.Commands() {
-			if c.Name() == "replay" {
-				root.RemoveCommand(c)
-			}
-		}
-		root.AddCommand(newReplayCmd(f, func(ctx context.Context, f *factory, o *replayOptions) error {
-			o.Ready = func(p, a string) { ready <- addrs{p, a} }
-			return runReplay(ctx, f, o)
-		}))
-		return root
-	}, append([]string{"replay"}, args...))
+	return startReplayTuned(t, func(*forwardHTTPOptions) {}, args...)
 }
 
 // answer is what a client saw, minus what may differ between runs.

@@ -133,6 +133,12 @@ func (p *Proxy) beginCapture(w *responseWriter, r *http.Request, session string,
 // is over (also when it ended with a panic such as http.ErrAbortHandler).
 func (p *Proxy) finishCapture(x *exchange, w *responseWriter, r *http.Request) {
 	end := time.Now()
+	if w.body != nil {
+		// A body that failed is the cause, whatever broke after it.
+		if _, msg := w.body.failure(); msg != "" {
+			x.errText = msg
+		}
+	}
 	it := &capture.Item{
 		SessionID:      x.session,
 		Timestamp:      p.stamper.Stamp(x.session, x.start),

@@ -92,6 +92,12 @@ type Proxy struct {
 	TrustedProxies []netip.Prefix
 	// MaxBodySize refuses request bodies larger than this with 413 (0: no limit).
 	MaxBodySize int64
+	// ClientBodyTimeout is the longest time between two successive reads
+	// of a request body (nginx's client_body_timeout); a client that
+	// stalls longer gets 408 if the response has not started, and the
+	// upstream exchange is aborted. 0: no limit. Requests without a body
+	// do not pay for it.
+	ClientBodyTimeout time.Duration
 
 	Sessions      SessionResolver // nil: no sessions
 	SessionErrors SessionErrors
@@ -213,11 +219,28 @@ func (p *Proxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	w := p.getWriter(rw)
 	defer func() {
+		if w.body != nil {
+			w.body.finish()
+		}
 		if p.Observer != nil {
 			p.Observer.Request(w.status(), time.Since(start))
 		}
 		p.putWriter(w)
 	}()
+
+	if r.Method == http.MethodConnect {
+		// A reverse proxy opens no tunnels, to the target or anywhere else.
+		w.Header().Set("Connection", "close")
+		p.refuse(w, http.StatusMethodNotAllowed, "CONNECT is not supported by a reverse proxy")
+		return
+	}
+	if mayHideFraming(r) {
+		w.Header().Set("Connection", "close")
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		w.body = newClientBody(rw, r, p.ClientBodyTimeout)
+		r.Body = w.body
+	}
 
 	if p.ProxyToken != "" && !p.tokenOK(r.Header.Get("Proxy-Authorization")) {
 		w.Header().Set("Proxy-Authenticate", `Bearer realm="proxyctl"`)
@@ -301,6 +324,18 @@ func (p *Proxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	up.rp.ServeHTTP(w, r)
+}
+
+// mayHideFraming reports whether net/http may have removed a framing
+// header the handler can no longer see: a chunked HTTP/1.1 request may
+// also have carried Content-Length (dropped in favour of chunked), and an
+// HTTP/1.0 request may have carried Transfer-Encoding (ignored). RFC 9112
+// 6.1 requires the connection to be closed after such a request, so that
+// bytes a front end may have framed differently are never read as a
+// request of their own (request smuggling); net/http does not yet
+// (golang/go#80942). Only these requests lose keep-alive.
+func mayHideFraming(r *http.Request) bool {
+	return r.ProtoMajor == 1 && (len(r.TransferEncoding) > 0 || r.ProtoMinor == 0 && !r.Close)
 }
 
 func (p *Proxy) tokenOK(h string) bool {
@@ -399,6 +434,19 @@ func defaultSessionID(peer netip.Addr) string {
 // raw error never reach the client (they are logged at debug level).
 func (p *Proxy) upstreamError(rw http.ResponseWriter, r *http.Request, err error) {
 	x := exchangeOf(rw)
+	if b := bodyOf(rw); b != nil {
+		// The client's body failed first: not the upstream's fault.
+		if code, msg := b.failure(); msg != "" {
+			if x != nil {
+				x.errText = msg
+			}
+			if code != 0 {
+				rw.Header().Set("Connection", "close")
+				p.refuse(rw, code, msg)
+			}
+			return
+		}
+	}
 	if r.Context().Err() != nil {
 		// The client went away; nothing to answer.
 		if x != nil {

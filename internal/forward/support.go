@@ -99,7 +99,8 @@ func (p *Proxy) clientIP(r *http.Request, peer netip.Addr) netip.Addr {
 type responseWriter struct {
 	http.ResponseWriter
 	code int
-	x    *exchange // capture state; nil when capture is off
+	x    *exchange   // capture state; nil when capture is off
+	body *clientBody // the request body; nil when it has none
 }
 
 func (p *Proxy) getWriter(rw http.ResponseWriter) *responseWriter {
@@ -107,12 +108,12 @@ func (p *Proxy) getWriter(rw http.ResponseWriter) *responseWriter {
 	if w == nil {
 		w = new(responseWriter)
 	}
-	w.ResponseWriter, w.code, w.x = rw, 0, nil
+	w.ResponseWriter, w.code, w.x, w.body = rw, 0, nil, nil
 	return w
 }
 
 func (p *Proxy) putWriter(w *responseWriter) {
-	w.ResponseWriter, w.x = nil, nil
+	w.ResponseWriter, w.x, w.body = nil, nil, nil
 	p.writers.Put(w)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -46,9 +47,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ix := h.Index
 	body, err := readBody(r, h.maxBody())
 	if err != nil {
-		if errors.Is(err, errTooLarge) {
+		ne, isNet := errors.AsType[net.Error](err)
+		switch {
+		case errors.Is(err, errTooLarge):
 			writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
-		} else {
+		case isNet && ne.Timeout():
+			// The proxy's --client-body-timeout: the client stalled.
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestTimeout, "request body timed out")
+		default:
 			writeError(w, http.StatusBadRequest, "cannot read the request body")
 		}
 		return
