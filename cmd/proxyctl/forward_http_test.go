@@ -18,41 +18,10 @@ import (
 // func standing in for SIGINT/SIGTERM, and a channel with the exit code.
 func startForward(t *testing.T, args ...string) (proxy string, stop func(), done <-chan int) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	ready := make(chan string, 1)
+	r := startProxyCmd(t, "forward", args...)
 	codes := make(chan int, 1)
-	var stderr bytes.Buffer
-	f := &factory{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: &stderr, Getenv: func(string) string { return "" }}
-	root := newRootCmd(f)
-	// Swap forward http's run function to learn the bound address.
-	for _, c := range root.Commands() {
-		if c.Name() != "forward" {
-			continue
-		}
-		for _, sub := range c.Commands() {
-			if sub.Name() == "http" {
-				c.RemoveCommand(sub)
-			}
-		}
-		c.AddCommand(newForwardHTTPCmd(f, func(ctx context.Context, f *factory, o *forwardHTTPOptions) error {
-			o.Ready = func(p, _ string) { ready <- p }
-			return runForwardHTTP(ctx, f, o)
-		}))
-	}
-	root.SetArgs(append([]string{"forward", "http", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...))
-	go func() {
-		cmd, err := root.ExecuteContextC(ctx)
-		codes <- exitCode(err, cmd, &stderr)
-	}()
-	select {
-	case p := <-ready:
-		return p, cancel, codes
-	case code := <-codes:
-		t.Fatalf("forward http exited %d before listening: %s", code, stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("forward http did not start")
-	}
-	return "", cancel, codes
+	go func() { <-r.done; codes <- r.code }()
+	return r.proxy, r.stop, codes
 }
 
 // SIGINT/SIGTERM let in-flight requests finish, then exit 0.

@@ -34,6 +34,7 @@ type running struct {
 	done         <-chan struct{}
 	code         int // valid once done is closed
 	stderr       *syncBuffer
+	checkLeaks   func() // once done: fails the test if the command left goroutines behind (see startCommand)
 }
 
 // syncBuffer is testutil.SyncBuffer.
@@ -74,6 +75,7 @@ func startProxyCmd(t *testing.T, group string, args ...string) *running {
 // The command is stopped (as by SIGINT) when the test ends.
 func launch(t *testing.T, newRoot func(f *factory, ready chan<- addrs) *cobra.Command, args []string) *running {
 	t.Helper()
+	cmdDone := startCommand(strings.Join(args[:1], " "))
 	ctx, cancel := context.WithCancel(t.Context())
 	ready := make(chan addrs, 1)
 	codes := make(chan int, 1)
@@ -89,11 +91,13 @@ func launch(t *testing.T, newRoot func(f *factory, ready chan<- addrs) *cobra.Co
 	case a := <-ready:
 		done := make(chan struct{})
 		r := &running{proxy: a.p, admin: a.a, stop: cancel, done: done, stderr: stderr}
+		r.checkLeaks = func() { cmdDone(t, true) }
 		go func() { r.code = <-codes; close(done) }()
 		t.Cleanup(func() {
 			cancel()
 			select {
 			case <-done:
+				r.checkLeaks()
 			case <-time.After(20 * time.Second):
 				t.Error("command did not stop")
 			}
@@ -101,9 +105,11 @@ func launch(t *testing.T, newRoot func(f *factory, ready chan<- addrs) *cobra.Co
 		return r
 	case code := <-codes:
 		cancel()
+		cmdDone(t, true)
 		t.Fatalf("%v exited %d before listening: %s", args[:1], code, stderr.String())
 	case <-time.After(10 * time.Second):
 		cancel()
+		cmdDone(t, false)
 		t.Fatalf("%v did not start", args[:1])
 	}
 	return nil
@@ -114,6 +120,7 @@ func (r *running) wait(t *testing.T) int {
 	r.stop()
 	select {
 	case <-r.done:
+		r.checkLeaks()
 		return r.code
 	case <-time.After(20 * time.Second):
 		t.Fatal("command did not stop")
@@ -205,7 +212,8 @@ func TestRecordSecretsNeverKept(t *testing.T) {
 	}))
 	defer up.Close()
 	tp := filepath.Join(t.TempDir(), "secrets.tape")
-	r := startProxyCmd(t, "record", "--target", up.URL, "--tape", tp, "--log-level", "debug",
+	db := filepath.Join(t.TempDir(), "secrets.db") // bolt keeps items uncompressed: its bytes can be searched
+	r := startProxyCmd(t, "record", "--target", up.URL, "--tape", tp, "--store", "bolt:"+db, "--log-level", "debug",
 		"--redact-header", "X-Custom-Secret", "--redact-json", "password", "--redact-json", "access.refresh_token")
 
 	ws, _, err := websocket.DefaultDialer.Dial("ws://"+r.admin+"/api/ws?topic=traffic", nil)
@@ -249,12 +257,14 @@ func TestRecordSecretsNeverKept(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, r.stderr)
 	}
 	tapeBytes, _ := os.ReadFile(tp)
+	storeBytes, _ := os.ReadFile(db)
 	var har, exportErr bytes.Buffer
 	if code := runEnv(t.Context(), []string{"tape", "export", "--format", "har", tp}, nil, &har, &exportErr, func(string) string { return "" }); code != 0 {
 		t.Fatalf("tape export: %d %s", code, exportErr.String())
 	}
 	for name, data := range map[string][]byte{
 		"tape": tapeBytes, "har": har.Bytes(), "logs": []byte(r.stderr.String()), "live stream": live, "traffic API": api,
+		"store file": storeBytes,
 	} {
 		if name != "logs" && !bytes.Contains(data, []byte("/login")) {
 			t.Errorf("%s does not hold the exchange at all: %.300s", name, data)
@@ -428,9 +438,15 @@ func isRefused(err error) bool {
 	return strings.Contains(err.Error(), "connection refused")
 }
 
-// SIGTERM in the middle of load: the tape holds exactly the exchanges the
-// clients completed, no more, no fewer.
+// SIGTERM or SIGINT in the middle of load: the tape holds exactly the
+// exchanges the clients completed, no more, no fewer.
 func TestRecordSIGTERMDuringLoadLosesNothing(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) { signalDuringLoad(t, sig) })
+	}
+}
+
+func signalDuringLoad(t *testing.T, sig syscall.Signal) {
 	up := echoServer(t)
 	tp := filepath.Join(t.TempDir(), "term.tape")
 	addr, _ := freeAddr()
@@ -440,7 +456,7 @@ func TestRecordSIGTERMDuringLoadLosesNothing(t *testing.T) {
 	res := make(chan []string, 1)
 	go func() { res <- load(addr, stop) }()
 	time.Sleep(500 * time.Millisecond)
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(sig)
 	werr := cmd.Wait()
 	close(stop)
 	completed := <-res

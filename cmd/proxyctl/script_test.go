@@ -18,21 +18,45 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"go.uber.org/goleak"
 
 	"github.com/proxyctl/proxyctl/internal/demo"
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("PROXYCTL_TEST_MAIN") == "1" {
+	switch os.Getenv("PROXYCTL_TEST_MAIN") {
+	case "1":
 		// Re-executed as proxyctl by a test (see reexec).
 		main()
 		os.Exit(0)
+	case "jsonrpc-echo":
+		// Re-executed as a stdio child of a re-executed proxyctl (soak).
+		jsonrpcEchoMain()
+		os.Exit(0)
 	}
-	testscript.Main(m, map[string]func(){
+	testscript.Main(leakCheck{m}, map[string]func(){
 		"proxyctl":      main,
 		"demo-upstream": demoUpstreamMain,
 		"jsonrpc-echo":  jsonrpcEchoMain,
 	})
+}
+
+// leakCheck runs the tests, then fails the run if goroutines are still
+// running: commands run in-process by the tests must leave none behind.
+// (testscript.Main calls os.Exit itself, so goleak.VerifyTestMain cannot
+// be used.)
+type leakCheck struct{ m *testing.M }
+
+func (l leakCheck) Run() int {
+	code := l.m.Run()
+	if code != 0 {
+		return code
+	}
+	if err := goleak.Find(); err != nil {
+		fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // demoUpstreamMain serves the demo upstream on os.Args[1] for at most 2

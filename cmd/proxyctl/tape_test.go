@@ -21,7 +21,9 @@ const tapeTestHTTP = `{"proxyctlTape":1,"createdAt":"2026-11-23T15:04:05Z","kind
 func runTape(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = runEnv(t.Context(), args, strings.NewReader(""), &out, &errb, func(string) string { return "" })
+	runChecked(t, strings.Join(args, " "), func() {
+		code = runEnv(t.Context(), args, strings.NewReader(""), &out, &errb, func(string) string { return "" })
+	})
 	return code, out.String(), errb.String()
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
 
 	"github.com/proxyctl/proxyctl/internal/stdio"
 	"github.com/proxyctl/proxyctl/internal/tape"
@@ -40,7 +41,7 @@ func TestMain(m *testing.M) {
 	case "replay":
 		os.Exit(replayChild())
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // recordChild relays between its stdin/stdout and server-everything,

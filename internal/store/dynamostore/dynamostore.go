@@ -180,7 +180,8 @@ type Store struct {
 	maxStubs                     int
 	retry                        backoff // for BatchWriteItem's unprocessed items
 	gzipWriters, gzipReaders     sync.Pool
-	clientRegion, clientEndpoint string // for String
+	clientRegion, clientEndpoint string   // for String
+	conns                        *connSet // the SDK client's connections (Open's), closed by Close
 }
 
 // Open opens the store named by a dynamodb:// URL (see the package
@@ -279,13 +280,16 @@ func OpenURL(ctx context.Context, u *url.URL, o Options) (*Store, error) {
 		}
 		cfg.Region = defaultEndpointRegion
 	}
+	conns := new(connSet)
 	client := dynamodb.NewFromConfig(cfg, func(co *dynamodb.Options) {
 		if p.Endpoint != "" {
 			co.BaseEndpoint = aws.String(p.Endpoint)
 		}
+		co.HTTPClient = conns.track(co.HTTPClient)
 	})
 	s := newStore(client, p.TablePrefix, o)
 	s.clientRegion, s.clientEndpoint = cfg.Region, p.Endpoint
+	s.conns = conns
 	return s, nil
 }
 
@@ -323,9 +327,15 @@ func (s *Store) String() string {
 	return b.String()
 }
 
-// Close implements store.Store. The store holds no connection of its own
-// (the SDK's HTTP client pools them); it stays usable.
-func (s *Store) Close() error { return nil }
+// Close implements store.Store: it closes the connections the SDK's HTTP
+// client holds (and so their goroutines). The store stays usable: later
+// calls dial again.
+func (s *Store) Close() error {
+	if s.conns != nil {
+		s.conns.closeAll()
+	}
+	return nil
+}
 
 // isCode reports whether err is a DynamoDB API error with that code.
 func isCode(err error, code string) bool {
