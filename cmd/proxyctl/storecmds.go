@@ -25,7 +25,7 @@ import (
 // openCLIStore opens --store for a one-shot command. The memory store
 // would be empty and lost at exit, so it is refused.
 func (f *factory) openCLIStore(ctx context.Context) (store.Store, error) {
-	if f.global.Store == "memory" {
+	if isMemoryStore(f.global.Store) {
 		return nil, config.Usagef("store", "--store memory lives inside one proxyctl process: give the store the proxy uses (bolt:PATH or dynamodb://...)")
 	}
 	return openStoreContext(ctx, f.global.Store)
@@ -276,7 +276,10 @@ proxy-traffic, with the table prefix; waits until they are ACTIVE), or the
 bolt file and its directory. Running it again changes nothing.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.global.Store == "memory" {
+			if isMemoryStore(f.global.Store) {
+				if _, err := parseRetention(strings.TrimPrefix(f.global.Store, "memory")); err != nil {
+					return err
+				}
 				_, _ = fmt.Fprintln(f.Stdout, "the memory store needs no initialization")
 				return nil
 			}

@@ -105,6 +105,10 @@ type snapshot struct {
 	// while it is, lookups answer from it at once and refresh it in the
 	// background instead of waiting for a store that is down.
 	degraded bool
+	// unsaved marks a session opened in auto mode while the store could
+	// not be reached (see openUnsaved): the sweeper creates it in the store
+	// once it answers.
+	unsaved bool
 }
 
 type entry struct {
@@ -390,15 +394,52 @@ func (m *Manager) load(ctx context.Context, id string) (store.Session, error) {
 		if m.mode != ModeAuto {
 			return store.Session{}, fmt.Errorf("session %s: %w", id, ErrUnknown)
 		}
-		return m.create(ctx, id, m.ttl, m.kind, nil)
+		s, err := m.create(ctx, id, m.ttl, m.kind, nil)
+		if errors.Is(err, ErrUnavailable) {
+			return m.openUnsaved(id, err)
+		}
+		return s, err
 	default:
 		if e != nil {
 			// Outage: keep serving what we know; ask again after CacheTTL.
 			m.log.Warn().Err(err).Str("session", id).Msg("session store unavailable, using cached session")
 			return m.check(ctx, m.refetched(id, e))
 		}
+		if m.mode == ModeAuto {
+			return m.openUnsaved(id, err)
+		}
 		return store.Session{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+}
+
+// openUnsaved opens id on this instance alone, in auto mode, when the store
+// could not be asked or written in time (it is down, or too slow for the
+// call bounds: a burst of new sessions on a loaded store). Auto mode opens
+// unknown sessions, so refusing the request would trade availability for
+// nothing the client asked for. The session is ACTIVE at once and marked
+// degraded and unsaved: lookups answer from the cache and refresh it in the
+// background, and the sweeper creates it in the store as soon as the store
+// answers. If the store turns out to know the id (opened, closed or expired
+// elsewhere meanwhile), the stored session wins from the next lookup on.
+// The price is the same as for cached sessions during an outage: a session
+// ended on another instance is served here until the store answers.
+func (m *Manager) openUnsaved(id string, cause error) (store.Session, error) {
+	if err := validID(id); err != nil {
+		return store.Session{}, err
+	}
+	if !m.reserve() {
+		return store.Session{}, ErrTooMany
+	}
+	now := time.Now().UTC().Round(0)
+	s := store.Session{ID: id, State: store.StateActive, Kind: m.kind, CreatedAt: now, LastSeenAt: now}
+	if m.ttl > 0 {
+		s.ExpiresAt = now.Add(m.ttl)
+	}
+	snap := m.newSnap(s, now.UnixNano(), false)
+	snap.degraded, snap.unsaved = true, true
+	m.installSnap(id, snap, true)
+	m.log.Warn().Err(cause).Str("session", id).Msg("session store unavailable: opened the session here, saving it when the store answers")
+	return s, nil
 }
 
 // check answers for a freshly installed entry, expiring it if it is due.
@@ -562,7 +603,7 @@ func (m *Manager) refetched(id string, e *entry) *entry {
 func (m *Manager) invalidate(id string) {
 	if e := m.lookup(id); e != nil {
 		snap := *e.snap.Load()
-		snap.fetched, snap.degraded = 0, false
+		snap.fetched, snap.degraded, snap.unsaved = 0, false, false
 		m.installSnap(id, &snap, false)
 	}
 }
@@ -868,6 +909,9 @@ func (m *Manager) sweepOne(ctx context.Context, w swept, expire bool) {
 			m.log.Warn().Err(err).Str("session", w.id).Msg("expire session")
 		}
 		return
+	case snap.unsaved && snap.err == nil:
+		m.save(ctx, w.id, snap, seen)
+		return
 	case snap.err != nil:
 		if expire && now-snap.fetched >= m.cacheTTL {
 			m.remove(w.id, w.e)
@@ -898,6 +942,32 @@ func (m *Manager) sweepOne(ctx context.Context, w swept, expire bool) {
 	}
 	if expire && !w.owned && now-seen >= m.pruneAfter && (w.flushed >= seen || seen <= seenOf(snap.sess)) {
 		m.remove(w.id, w.e)
+	}
+}
+
+// save creates a session openUnsaved opened in the store. If the store
+// already has the id, the next lookup reads it (the stored state wins).
+func (m *Manager) save(ctx context.Context, id string, snap *snapshot, seen int64) {
+	s := snap.sess
+	if seen > 0 {
+		s.LastSeenAt = time.Unix(0, seen).UTC()
+	}
+	err := m.st.CreateSession(ctx, s)
+	switch {
+	case err == nil:
+		saved := m.newSnap(s, time.Now().UnixNano(), false)
+		sh := m.shard(id)
+		sh.mu.Lock()
+		// Only if nothing replaced the snapshot meanwhile (a store read
+		// or an expiry): then that one is the newer truth.
+		if e := sh.entries[id]; e != nil && e.snap.CompareAndSwap(snap, saved) {
+			e.flushed = max(e.flushed, seen)
+		}
+		sh.mu.Unlock()
+	case errors.Is(err, store.ErrExists):
+		m.invalidate(id)
+	default:
+		m.log.Debug().Err(err).Str("session", id).Msg("save session opened during a store outage: will retry")
 	}
 }
 

@@ -551,8 +551,9 @@ func TestOutage(t *testing.T) {
 				t.Fatalf("cached session during the outage: %v", err)
 			}
 		}
-		if _, err := m.Resolve(ctx, "uncached", ""); !errors.Is(err, session.ErrUnavailable) {
-			t.Errorf("uncached session during the outage: got %v, want ErrUnavailable", err)
+		// Auto mode opens an unknown session here and saves it later.
+		if _, err := m.Resolve(ctx, "uncached", ""); err != nil {
+			t.Errorf("uncached session during the outage: %v", err)
 		}
 		if _, err := m.Open(ctx, "new", 0, "", nil); !errors.Is(err, session.ErrUnavailable) {
 			t.Errorf("Open during the outage: got %v, want ErrUnavailable", err)
@@ -568,12 +569,12 @@ func TestOutage(t *testing.T) {
 		st.failing.Store(false)
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
-		for _, id := range []string{"closing", "cached"} {
+		for _, id := range []string{"closing", "cached", "uncached"} {
 			if got := storedState(t, mem, id); got != store.StateExpired {
 				t.Errorf("%s after the outage: stored %s, want EXPIRED", id, got)
 			}
 		}
-		if got := m.Stats(); got != (session.Stats{Expired: 2}) {
+		if got := m.Stats(); got != (session.Stats{Expired: 3}) {
 			t.Errorf("Stats = %+v", got)
 		}
 		if _, err := m.Open(ctx, "new", 0, "", nil); err != nil {
@@ -806,6 +807,77 @@ func TestOutageServesCacheWithoutWaiting(t *testing.T) {
 		synctest.Wait()
 		if _, err := m.Resolve(ctx, "s", ""); !errors.Is(err, session.ErrEnded) {
 			t.Fatalf("after the outage: %v, want ErrEnded", err)
+		}
+	})
+}
+
+// Auto mode, store unreachable: an unknown session opens on this instance
+// (requests are served) and is created in the store once it answers. In
+// strict mode the same lookup is refused (503): the id cannot be checked.
+func TestAutoOpensUnknownSessionDuringOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		mem := memstore.New()
+		st := &flaky{Sessions: mem}
+		m := newManager(t, st, session.Config{})
+		strict := newManager(t, st, session.Config{Mode: session.ModeStrict})
+		stop := runSweeper(t, m)
+		defer stop()
+		st.failing.Store(true)
+		for range 5 {
+			if s, err := m.Resolve(ctx, "fresh", ""); err != nil || s.State != store.StateActive {
+				t.Fatalf("new session during the outage: %+v, %v", s, err)
+			}
+			time.Sleep(time.Second)
+		}
+		if _, err := strict.Resolve(ctx, "fresh", ""); !errors.Is(err, session.ErrUnavailable) {
+			t.Errorf("strict mode during the outage: got %v, want ErrUnavailable", err)
+		}
+		if _, err := mem.GetSession(ctx, "fresh"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("stored during the outage: %v", err)
+		}
+		st.failing.Store(false)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if got := storedState(t, mem, "fresh"); got != store.StateActive {
+			t.Errorf("after the outage: stored %s, want ACTIVE", got)
+		}
+		if got := m.Stats(); got != (session.Stats{Active: 1}) {
+			t.Errorf("Stats = %+v", got)
+		}
+	})
+}
+
+// A session opened here during an outage whose id the store knows as
+// CLOSED (closed on another instance): once the store answers, the stored
+// state wins and the session is refused.
+func TestUnsavedSessionYieldsToTheStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		mem := memstore.New()
+		st := &flaky{Sessions: mem}
+		m := newManager(t, st, session.Config{})
+		stop := runSweeper(t, m)
+		defer stop()
+		other := newManager(t, mem, session.Config{})
+		if _, err := other.Open(ctx, "gone", 0, "", nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.Close(ctx, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		st.failing.Store(true)
+		if _, err := m.Resolve(ctx, "gone", ""); err != nil {
+			t.Fatalf("during the outage: %v", err)
+		}
+		st.failing.Store(false)
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if _, err := m.Resolve(ctx, "gone", ""); !errors.Is(err, session.ErrEnded) {
+			t.Errorf("after the outage: got %v, want ErrEnded", err)
+		}
+		if got := storedState(t, mem, "gone"); got != store.StateClosed {
+			t.Errorf("stored %s, want CLOSED (not overwritten)", got)
 		}
 	})
 }
