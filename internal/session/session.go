@@ -395,7 +395,20 @@ func (m *Manager) load(ctx context.Context, id string) (store.Session, error) {
 			return store.Session{}, fmt.Errorf("session %s: %w", id, ErrUnknown)
 		}
 		s, err := m.create(ctx, id, m.ttl, m.kind, nil)
-		if errors.Is(err, ErrUnavailable) {
+		switch {
+		case errors.Is(err, store.ErrExists):
+			// Created meanwhile: by another instance, by the sweeper saving
+			// a session opened during an outage, or by a create that timed
+			// out here but was applied. The stored one is the session.
+			s, err = m.st.GetSession(ctx, id)
+			if err == nil {
+				return m.check(ctx, m.install(s, false))
+			}
+			if errors.Is(err, store.ErrNotFound) {
+				return store.Session{}, fmt.Errorf("session %s: created and gone: %w", id, ErrUnavailable)
+			}
+			return m.openUnsaved(id, err)
+		case errors.Is(err, ErrUnavailable):
 			return m.openUnsaved(id, err)
 		}
 		return s, err

@@ -881,3 +881,32 @@ func TestUnsavedSessionYieldsToTheStore(t *testing.T) {
 		}
 	})
 }
+
+// racingCreate answers the first GetSession of an id with ErrNotFound and
+// then lets another instance create it, so the manager's CreateSession
+// meets ErrExists.
+type racingCreate struct {
+	store.Sessions
+	raced atomic.Bool
+}
+
+func (r *racingCreate) GetSession(ctx context.Context, id string) (store.Session, error) {
+	if r.raced.CompareAndSwap(false, true) {
+		other := store.Session{ID: id, State: store.StateActive, Kind: "other", CreatedAt: time.Now().UTC()}
+		if err := r.Sessions.CreateSession(ctx, other); err != nil {
+			return store.Session{}, err
+		}
+		return store.Session{}, store.ErrNotFound
+	}
+	return r.Sessions.GetSession(ctx, id)
+}
+
+// Auto mode: an unknown id created by someone else between the lookup and
+// the create is the stored session, not an error (it was a 503 in the soak).
+func TestAutoCreateRaceReadsTheStoredSession(t *testing.T) {
+	m := newManager(t, &racingCreate{Sessions: memstore.New()}, session.Config{})
+	s, err := m.Resolve(t.Context(), "raced", "")
+	if err != nil || s.ID != "raced" || s.Kind != "other" {
+		t.Fatalf("Resolve = %+v, %v; want the session the other instance created", s, err)
+	}
+}
