@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 	"unicode/utf8"
 )
 
@@ -54,10 +55,21 @@ type Item struct {
 	Error           string              `json:"error,omitempty"`
 }
 
-// NewID returns a random 16-hex-digit item id.
+// NewID returns a new item id: 28 hex digits, the current time in unix
+// milliseconds (12 digits) then 8 random bytes. Ids made later sort later
+// (to the millisecond), so a store's id index grows at its end instead of
+// at random places: bolt then rewrites a few pages per batch rather than
+// one per item (BenchmarkAppendTrafficIDs in internal/store/boltstore).
+// 64 random bits keep ids made in the same millisecond, by any instance,
+// apart.
 func NewID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never returns an error
+	var b [14]byte
+	ms := uint64(time.Now().UnixMilli()) //nolint:gosec // after 1970
+	for i := 5; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
+	}
+	_, _ = rand.Read(b[6:]) // crypto/rand.Read never returns an error
 	return hex.EncodeToString(b[:])
 }
 
