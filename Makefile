@@ -3,7 +3,7 @@
 GO ?= go
 BIN ?= bin/proxyctl
 
-.PHONY: all build demo test test-deps lint fuzz bench bench-http bench-go tidy clean
+.PHONY: all build demo test test-deps lint fuzz soak bench bench-http bench-go tidy clean
 
 all: build
 
@@ -27,6 +27,12 @@ lint:
 # Every fuzz target for FUZZTIME (default 60s) each.
 fuzz:
 	FUZZTIME=$${FUZZTIME:-60s} scripts/fuzz.sh
+
+# The load and soak suite: 1,000 clients for SOAK_DURATION (default 60s)
+# through record http on bolt and DynamoDB, and record stdio with 100
+# requests in flight; the books must balance (docs/reliability.md).
+soak:
+	scripts/soak.sh
 
 bench: bench-go bench-http
 
