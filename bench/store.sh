@@ -24,7 +24,7 @@ static_nginx "$UP"
 
 dynalite="$root/test/dynalite/node_modules/dynalite/cli.js"
 [[ -f $dynalite ]] || { echo "bench: dynalite not installed (make test-deps)" >&2; exit 1; }
-node "$dynalite" --port "$DDB" --host 127.0.0.1 --createTableMs 5 --deleteTableMs 5 --updateTableMs 5 >"$work/logs/dynalite.log" 2>&1 &
+node --require "$root/test/dynalite/survive-aborted.cjs" "$dynalite" --port "$DDB" --host 127.0.0.1 --createTableMs 5 --deleteTableMs 5 --updateTableMs 5 >"$work/logs/dynalite.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do (echo >/dev/tcp/127.0.0.1/"$DDB") 2>/dev/null && break; sleep 0.1; done
 

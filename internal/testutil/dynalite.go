@@ -133,7 +133,10 @@ func startDynalite(ctx context.Context, node, dir string, o DynaliteOptions) (*D
 	if o.TableMs <= 0 {
 		ms = "5"
 	}
-	args := []string{dynaliteCLI(dir), "--host", "127.0.0.1", "--port", strconv.Itoa(o.Port),
+	// survive-aborted.cjs keeps dynalite alive when a client aborts a
+	// request mid-body (see the file).
+	args := []string{"--require", filepath.Join(dir, "survive-aborted.cjs"),
+		dynaliteCLI(dir), "--host", "127.0.0.1", "--port", strconv.Itoa(o.Port),
 		"--createTableMs", ms, "--deleteTableMs", ms, "--updateTableMs", ms}
 	if o.Path != "" {
 		args = append(args, "--path", o.Path)
