@@ -89,6 +89,7 @@ func runDemo(ctx context.Context, f *factory, o *demoOptions) error {
 		RateLimits:        specs,
 		ReadHeaderTimeout: 5 * time.Second,
 		ClientBodyTimeout: defaultClientBodyTimeout,
+		ClientSendTimeout: defaultClientSendTimeout,
 		MaxHeaderBytes:    defaultMaxHeaderSize,
 		IdleTimeout:       time.Minute,
 		ShutdownTimeout:   2 * time.Second,

@@ -42,6 +42,7 @@ type forwardHTTPOptions struct {
 
 	ReadHeaderTimeout time.Duration
 	ClientBodyTimeout time.Duration
+	ClientSendTimeout time.Duration
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
 	MaxHeaderBytes    int
@@ -59,6 +60,7 @@ type forwardHTTPOptions struct {
 const (
 	defaultReadHeaderTimeout = 10 * time.Second
 	defaultClientBodyTimeout = 60 * time.Second
+	defaultClientSendTimeout = 60 * time.Second
 	defaultMaxHeaderSize     = 1 << 20
 )
 
@@ -69,7 +71,7 @@ type httpFlags struct {
 	MaxBodySize, MaxHeaderSize                            config.Size
 	UpstreamTimeout, DialTimeout                          time.Duration
 	ReadHeaderTimeout, IdleTimeout, ShutdownTimeout       time.Duration
-	ClientBodyTimeout                                     time.Duration
+	ClientBodyTimeout, ClientSendTimeout                  time.Duration
 	limits                                                limitFlags
 	capture                                               captureFlags
 	recording                                             bool // record http: --tape
@@ -115,6 +117,7 @@ func newHTTPProxyCmd(f *factory, runF func(context.Context, *factory, *forwardHT
 	fs.DurationVar(&fl.DialTimeout, "dial-timeout", transport.DefaultDialTimeout, "time to connect to the upstream before 502")
 	fs.DurationVar(&fl.ReadHeaderTimeout, "read-header-timeout", defaultReadHeaderTimeout, "time a client has to send its request headers")
 	fs.DurationVar(&fl.ClientBodyTimeout, "client-body-timeout", defaultClientBodyTimeout, "longest time between two successive reads of a request body before 408 (0: no limit)")
+	fs.DurationVar(&fl.ClientSendTimeout, "client-send-timeout", defaultClientSendTimeout, "longest time a write of the response may wait for a client that stopped reading before the connection is closed (0: no limit)")
 	fs.Var(&fl.MaxHeaderSize, "max-header-size", "refuse request lines plus headers larger than this with 431, e.g. 64KiB")
 	fs.DurationVar(&fl.IdleTimeout, "idle-timeout", 2*time.Minute, "close idle client keep-alive connections after this long")
 	fs.DurationVar(&fl.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
@@ -133,6 +136,7 @@ func (fl *httpFlags) options(f *factory) (*forwardHTTPOptions, error) {
 		SessionHdr:        fl.limits.SessionHeader,
 		ReadHeaderTimeout: fl.ReadHeaderTimeout,
 		ClientBodyTimeout: fl.ClientBodyTimeout,
+		ClientSendTimeout: fl.ClientSendTimeout,
 		IdleTimeout:       fl.IdleTimeout,
 		ShutdownTimeout:   fl.ShutdownTimeout,
 		MaxHeaderBytes:    int(fl.MaxHeaderSize),
@@ -166,6 +170,9 @@ func (fl *httpFlags) options(f *factory) (*forwardHTTPOptions, error) {
 	}
 	if fl.ClientBodyTimeout < 0 {
 		return nil, config.Usagef("client-body-timeout", "--client-body-timeout must not be negative (0: no limit)")
+	}
+	if fl.ClientSendTimeout < 0 {
+		return nil, config.Usagef("client-send-timeout", "--client-send-timeout must not be negative (0: no limit)")
 	}
 	if fl.MaxHeaderSize <= 0 {
 		return nil, config.Usagef("max-header-size", "--max-header-size must be positive")
@@ -209,9 +216,11 @@ func runForwardHTTP(ctx context.Context, f *factory, o *forwardHTTPOptions) erro
 		ProxyToken:     o.ProxyToken,
 		TrustedProxies: o.TrustedProxies,
 		MaxBodySize:    o.MaxBodySize,
-		// The server has no ReadTimeout (bodies stream for as long as they
-		// last): a stalled body is bounded per read instead.
+		// The server has no ReadTimeout or WriteTimeout (bodies stream for
+		// as long as they last): a stalled body is bounded per read, a
+		// client that stops reading per write.
 		ClientBodyTimeout: o.ClientBodyTimeout,
+		ClientSendTimeout: o.ClientSendTimeout,
 		Sessions:          rt.Sessions,
 		SessionErrors: forward.SessionErrors{
 			Missing: session.ErrMissing, Unknown: session.ErrUnknown, Ended: session.ErrEnded,

@@ -420,20 +420,20 @@ func waitTrafficError(t *testing.T, admin, msg string) {
 // The new limits are flags like the others: environment and config file.
 func TestClientLimitFlagsFromEnvAndConfig(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "proxyctl.yaml")
-	if err := os.WriteFile(cfg, []byte("max-header-size: 64KiB\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("max-header-size: 64KiB\nclient-send-timeout: 45s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name        string
 		env         map[string]string
 		args        []string
-		body        time.Duration
+		body, send  time.Duration
 		headerBytes int
 	}{
-		{"defaults", nil, nil, 60 * time.Second, 1 << 20},
-		{"flags", nil, []string{"--client-body-timeout", "0", "--max-header-size", "512KB"}, 0, 512000},
-		{"environment", map[string]string{"PROXYCTL_CLIENT_BODY_TIMEOUT": "5s", "PROXYCTL_MAX_HEADER_SIZE": "2MiB"}, nil, 5 * time.Second, 2 << 20},
-		{"config file", nil, []string{"--config", cfg}, 60 * time.Second, 64 << 10},
+		{"defaults", nil, nil, 60 * time.Second, 60 * time.Second, 1 << 20},
+		{"flags", nil, []string{"--client-body-timeout", "0", "--client-send-timeout", "0", "--max-header-size", "512KB"}, 0, 0, 512000},
+		{"environment", map[string]string{"PROXYCTL_CLIENT_BODY_TIMEOUT": "5s", "PROXYCTL_CLIENT_SEND_TIMEOUT": "7s", "PROXYCTL_MAX_HEADER_SIZE": "2MiB"}, nil, 5 * time.Second, 7 * time.Second, 2 << 20},
+		{"config file", nil, []string{"--config", cfg}, 60 * time.Second, 45 * time.Second, 64 << 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, group := range []string{"forward", "record"} {
@@ -461,9 +461,9 @@ func TestClientLimitFlagsFromEnvAndConfig(t *testing.T) {
 				if err := root.ExecuteContext(t.Context()); err != nil {
 					t.Fatalf("%s http: %v", group, err)
 				}
-				if got.ClientBodyTimeout != tc.body || got.MaxHeaderBytes != tc.headerBytes {
-					t.Fatalf("%s http: client body timeout %v, max header bytes %d; want %v, %d",
-						group, got.ClientBodyTimeout, got.MaxHeaderBytes, tc.body, tc.headerBytes)
+				if got.ClientBodyTimeout != tc.body || got.ClientSendTimeout != tc.send || got.MaxHeaderBytes != tc.headerBytes {
+					t.Fatalf("%s http: client body timeout %v, send timeout %v, max header bytes %d; want %v, %v, %d",
+						group, got.ClientBodyTimeout, got.ClientSendTimeout, got.MaxHeaderBytes, tc.body, tc.send, tc.headerBytes)
 				}
 			}
 		})

@@ -133,6 +133,7 @@ func (fl *replayFlags) options(f *factory, args []string) (*replayOptions, error
 		SessionHdr:        fl.limits.SessionHeader,
 		ReadHeaderTimeout: defaultReadHeaderTimeout,
 		ClientBodyTimeout: defaultClientBodyTimeout,
+		ClientSendTimeout: defaultClientSendTimeout,
 		MaxHeaderBytes:    defaultMaxHeaderSize,
 		IdleTimeout:       2 * time.Minute,
 		ShutdownTimeout:   10 * time.Second,

@@ -25,6 +25,13 @@ type clientBody struct {
 	rc      io.ReadCloser
 	ctl     *http.ResponseController
 	timeout time.Duration // 0: no deadline, only the error is kept
+	// eof: a read returned io.EOF (only the goroutine reading the body
+	// touches it). Later reads answer io.EOF themselves: net/http closes
+	// the request body once the response starts, and http.Transport reads
+	// once more after the last byte of a body of known length (to check
+	// there is no more). That read, racing with an upstream that already
+	// answers, failed, and the transport cut the response it was reading.
+	eof bool
 
 	mu sync.Mutex
 	// done: the body reached EOF or failed, or the handler returned. The
@@ -55,6 +62,9 @@ func (b *clientBody) arm() {
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
+	if b.eof {
+		return 0, io.EOF
+	}
 	if b.ctl != nil {
 		b.mu.Lock()
 		b.arm()
@@ -62,6 +72,7 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		b.mu.Unlock()
 	}
 	n, err := b.rc.Read(p)
+	b.eof = err == io.EOF
 	if b.ctl != nil || err != nil {
 		b.mu.Lock()
 		b.reading = false

@@ -59,6 +59,9 @@ type Observer interface {
 	UpstreamError(kind string)
 	RateLimited(tier ratelimit.Tier)
 	Refused(status int)
+	// ClientError counts an exchange the client broke while its response
+	// was being sent ("send_timeout": it stopped reading).
+	ClientError(kind string)
 }
 
 // SessionErrors are the session manager's sentinel errors, which the proxy
@@ -98,6 +101,15 @@ type Proxy struct {
 	// upstream exchange is aborted. 0: no limit. Requests without a body
 	// do not pay for it.
 	ClientBodyTimeout time.Duration
+	// ClientSendTimeout is the longest time a write of the response to the
+	// client may block (nginx's send_timeout): the deadline is set again
+	// before each write of the head and of the body (at most 32 KiB) and
+	// each flush, so it bounds a client that stops reading, not a slow
+	// response or an idle event stream. When it passes, the write fails,
+	// the connection is closed, the upstream exchange is aborted, and the
+	// traffic item records the error. Hijacked connections (WebSocket
+	// upgrades) are not bounded. 0: no limit.
+	ClientSendTimeout time.Duration
 
 	Sessions      SessionResolver // nil: no sessions
 	SessionErrors SessionErrors
@@ -134,6 +146,7 @@ type Proxy struct {
 	services map[string]*upstream
 	bufs     transport.BufferPool
 	writers  sync.Pool
+	sendLazy time.Duration
 	userHdr  string
 	sessHdr  string
 	svcHdr   string
@@ -145,6 +158,7 @@ func (p *Proxy) init() {
 	p.sessHdr = orString(p.SessionHeader, DefaultSessionHeader)
 	p.svcHdr = orString(p.ServiceHeader, DefaultServiceHeader)
 	p.userHdr = orString(p.UserHeader, DefaultUserHeader)
+	p.sendLazy = min(p.ClientSendTimeout/16, sendLazyMax)
 	p.stamper = p.Stamper
 	if p.stamper == nil {
 		p.stamper = new(capture.Stamper)
@@ -222,7 +236,14 @@ func (p *Proxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		if w.body != nil {
 			w.body.finish()
 		}
+		w.finishSend()
+		if w.send.timedOut {
+			p.Log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Msg("client stopped reading the response")
+		}
 		if p.Observer != nil {
+			if w.send.timedOut {
+				p.Observer.ClientError("send_timeout")
+			}
 			p.Observer.Request(w.status(), time.Since(start))
 		}
 		p.putWriter(w)

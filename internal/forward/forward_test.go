@@ -77,7 +77,9 @@ func sessionErrors() forward.SessionErrors {
 }
 
 // newProxy puts a forward.Proxy with a real session manager in front of
-// upstream. configure may adjust the proxy before it serves.
+// upstream. configure may adjust the proxy before it serves. The send
+// timeout is forward http's default, so every test runs with the send
+// deadline set before each write.
 func newProxy(t *testing.T, upstream *httptest.Server, mode session.Mode, configure func(p *forward.Proxy)) *fixture {
 	t.Helper()
 	st := memstore.New()
@@ -88,6 +90,8 @@ func newProxy(t *testing.T, upstream *httptest.Server, mode session.Mode, config
 		SessionErrors: sessionErrors(),
 		Transport:     transportFor(t, transport.Options{ResponseHeaderTimeout: 2 * time.Second}),
 		Log:           log,
+		// forward http's default
+		ClientSendTimeout: time.Minute,
 	}
 	if upstream != nil {
 		u, _ := url.Parse(upstream.URL)

@@ -1,9 +1,12 @@
 package forward_test
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,6 +50,7 @@ type hostileObserver struct {
 	mu             sync.Mutex
 	upstreamErrors []string
 	refused        []int
+	clientErrors   []string
 }
 
 func (o *hostileObserver) Request(int, time.Duration) {}
@@ -60,6 +64,16 @@ func (o *hostileObserver) Refused(status int) {
 	o.mu.Lock()
 	o.refused = append(o.refused, status)
 	o.mu.Unlock()
+}
+func (o *hostileObserver) ClientError(kind string) {
+	o.mu.Lock()
+	o.clientErrors = append(o.clientErrors, kind)
+	o.mu.Unlock()
+}
+func (o *hostileObserver) clientErrs() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.clientErrors)
 }
 func (o *hostileObserver) counts() (up []string, ref []int) {
 	o.mu.Lock()
@@ -378,5 +392,61 @@ func testBodylessRequestsKeepTheConn(t *testing.T) {
 	}
 	if n := len(h.up.Requests()); n != 3 {
 		t.Fatalf("upstream received %d requests, want 3", n)
+	}
+}
+
+// rereadTransport answers after reading the whole request body, and, once
+// the proxy has sent the response's head and first event, reads the
+// request body again, as http.Transport does after the last byte of a body
+// of known length (to check there is no more).
+type rereadTransport struct{ reread chan error }
+
+func (tr rereadTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if _, err := io.ReadAll(req.Body); err != nil {
+		return nil, err
+	}
+	events := []string{"data: 1\n\n"}
+	body := readerFunc(func(p []byte) (int, error) {
+		if len(events) > 0 {
+			n := copy(p, events[0])
+			events = events[1:]
+			return n, nil
+		}
+		// The proxy has flushed the first event: net/http has closed the
+		// request body.
+		_, err := req.Body.Read(make([]byte, 1))
+		tr.reread <- err
+		return 0, io.EOF
+	})
+	return &http.Response{
+		StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {"text/event-stream"}}, ContentLength: -1,
+		Body: io.NopCloser(body), Request: req,
+	}, nil
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// A read of the request body after its end answers io.EOF again, also once
+// the response has started and net/http has closed the body. (It answered
+// "invalid Read on closed Body", and http.Transport, whose check for more
+// bytes after a body of known length can come that late, closed the
+// upstream connection: a long response after a POST was cut at random.)
+func TestRequestBodyReadAfterResponseStarts(t *testing.T) {
+	tr := rereadTransport{reread: make(chan error, 1)}
+	f := newProxy(t, nil, session.ModeAuto, func(p *forward.Proxy) {
+		p.Target, _ = url.Parse("http://upstream.invalid")
+		p.Transport = tr
+	})
+	c := testutil.DialRaw(t, f.srv.Listener.Addr().String())
+	_ = c.Send("POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+	resp, body := c.Response(t)
+	if resp.StatusCode != http.StatusOK || body != "data: 1\n\n" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if err := <-tr.reread; !errors.Is(err, io.EOF) {
+		t.Fatalf("reading the request body after its end: %v, want io.EOF", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 func classify(err error) (kind string, status int, msg string) {
@@ -96,11 +97,13 @@ func (p *Proxy) clientIP(r *http.Request, peer netip.Addr) netip.Addr {
 // responseWriter records the status code. It is pooled, and unwraps to the
 // underlying writer so http.ResponseController (used by ReverseProxy for
 // flushing SSE and hijacking upgraded connections) reaches the real one.
+// It also bounds every write of the response with the send deadline.
 type responseWriter struct {
 	http.ResponseWriter
 	code int
 	x    *exchange   // capture state; nil when capture is off
 	body *clientBody // the request body; nil when it has none
+	send sendDeadline
 }
 
 func (p *Proxy) getWriter(rw http.ResponseWriter) *responseWriter {
@@ -109,11 +112,16 @@ func (p *Proxy) getWriter(rw http.ResponseWriter) *responseWriter {
 		w = new(responseWriter)
 	}
 	w.ResponseWriter, w.code, w.x, w.body = rw, 0, nil, nil
+	w.send = sendDeadline{}
+	if p.ClientSendTimeout > 0 {
+		w.send = sendDeadline{dl: deadlinerOf(rw), timeout: p.ClientSendTimeout, lazy: p.sendLazy}
+	}
 	return w
 }
 
 func (p *Proxy) putWriter(w *responseWriter) {
 	w.ResponseWriter, w.x, w.body = nil, nil, nil
+	w.send = sendDeadline{}
 	p.writers.Put(w)
 }
 
@@ -124,6 +132,8 @@ func (w *responseWriter) WriteHeader(code int) {
 			w.x.resp.sizeHint(w.Header()["Content-Length"])
 		}
 	}
+	// net/http writes a 1xx head at once, and a final one with the body.
+	w.send.arm()
 	w.ResponseWriter.WriteHeader(code)
 }
 
@@ -134,32 +144,72 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 	return w.writeBody(b)
 }
 
-// writeBody writes b to the client, copying it to the capture first.
+// writeBody writes b to the client, copying it to the capture first, at
+// most sendChunk bytes under one send deadline.
 func (w *responseWriter) writeBody(b []byte) (int, error) {
-	if w.x != nil {
-		w.x.resp.write(b)
+	if w.send.dl == nil {
+		if w.x != nil {
+			w.x.resp.write(b)
+		}
+		return w.ResponseWriter.Write(b)
 	}
-	return w.ResponseWriter.Write(b)
+	var n int
+	for {
+		p := b[:min(len(b), sendChunk)]
+		w.send.arm()
+		if w.x != nil {
+			w.x.resp.write(p)
+		}
+		m, err := w.ResponseWriter.Write(p)
+		n += m
+		if err != nil {
+			w.sendFailed(err)
+			return n, err
+		}
+		if b = b[len(p):]; len(b) == 0 {
+			return n, nil
+		}
+	}
 }
 
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Flush is implemented directly because some callers type-assert
 // http.Flusher instead of using http.ResponseController.
-func (w *responseWriter) Flush() {
+func (w *responseWriter) Flush() { _ = w.FlushError() }
+
+// FlushError flushes under the send deadline and reports why it failed
+// (http.ResponseController.Flush prefers it to Flush).
+func (w *responseWriter) FlushError() error {
 	if w.code == 0 {
 		w.code = http.StatusOK
 	}
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+	w.send.arm()
+	var err error
+	switch f := w.ResponseWriter.(type) {
+	case interface{ FlushError() error }:
+		err = f.FlushError()
+	case http.Flusher:
 		f.Flush()
-		return
+	default:
+		err = http.NewResponseController(w.ResponseWriter).Flush()
 	}
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
+	if err != nil {
+		w.sendFailed(err)
+	}
+	return err
 }
 
-// Hijack is implemented for callers that type-assert http.Hijacker.
+// Hijack is implemented for callers that type-assert http.Hijacker. A
+// hijacked connection (a WebSocket upgrade) is no longer a response: it
+// leaves the send deadline behind.
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(w.ResponseWriter).Hijack()
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.send.dl != nil {
+		w.send.dl = nil
+		_ = c.SetWriteDeadline(time.Time{})
+	}
+	return c, brw, err
 }
 
 func (w *responseWriter) status() int {

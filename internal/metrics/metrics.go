@@ -26,6 +26,7 @@ type Metrics struct {
 	upstreamErrs *prometheus.CounterVec
 	rateLimited  *prometheus.CounterVec
 	refused      *prometheus.CounterVec
+	clientErrs   *prometheus.CounterVec
 }
 
 // New registers the process and proxy metrics in a fresh registry.
@@ -55,8 +56,13 @@ func New() *Metrics {
 			Name: "proxyctl_refused_total",
 			Help: "Requests the proxy answered itself with an error, by status code.",
 		}, []string{"code"}),
+		clientErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxyctl_client_errors_total",
+			Help: "Exchanges the client broke while its response was being sent, by kind (send_timeout: it stopped reading).",
+		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.upstreamErrs, m.rateLimited, m.refused)
+	m.clientErrs.WithLabelValues("send_timeout") // exported as 0 from the start
+	reg.MustRegister(m.requests, m.duration, m.upstreamErrs, m.rateLimited, m.refused, m.clientErrs)
 	return m
 }
 
@@ -92,6 +98,9 @@ func (m *Metrics) RateLimited(tier ratelimit.Tier) { m.rateLimited.WithLabelValu
 
 // Refused counts an error the proxy answered itself.
 func (m *Metrics) Refused(status int) { m.refused.WithLabelValues(strconv.Itoa(status)).Inc() }
+
+// ClientError counts an exchange the client broke.
+func (m *Metrics) ClientError(kind string) { m.clientErrs.WithLabelValues(kind).Inc() }
 
 // GaugeFunc registers a gauge whose value is read at scrape time.
 func (m *Metrics) GaugeFunc(name, help string, labels prometheus.Labels, f func() float64) {

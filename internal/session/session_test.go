@@ -893,7 +893,7 @@ type racingCreate struct {
 func (r *racingCreate) GetSession(ctx context.Context, id string) (store.Session, error) {
 	if r.raced.CompareAndSwap(false, true) {
 		other := store.Session{ID: id, State: store.StateActive, Kind: "other", CreatedAt: time.Now().UTC()}
-		if err := r.Sessions.CreateSession(ctx, other); err != nil {
+		if err := r.CreateSession(ctx, other); err != nil {
 			return store.Session{}, err
 		}
 		return store.Session{}, store.ErrNotFound

@@ -196,3 +196,22 @@ func NoTrace(t testing.TB, body string) {
 		}
 	}
 }
+
+// PacedReader reads at most Chunk bytes of R, then waits Gap before
+// reading more: a slow but steady client.
+type PacedReader struct {
+	R     io.Reader
+	Chunk int
+	Gap   time.Duration
+	left  int
+}
+
+func (p *PacedReader) Read(b []byte) (int, error) {
+	if p.left == 0 {
+		time.Sleep(p.Gap)
+		p.left = p.Chunk
+	}
+	n, err := p.R.Read(b[:min(len(b), p.left)])
+	p.left -= n
+	return n, err
+}
