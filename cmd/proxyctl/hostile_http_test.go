@@ -439,20 +439,7 @@ func TestClientLimitFlagsFromEnvAndConfig(t *testing.T) {
 			for _, group := range []string{"forward", "record"} {
 				var got *forwardHTTPOptions
 				f := &factory{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard, Getenv: func(k string) string { return tc.env[k] }}
-				root := newRootCmd(f)
-				for _, c := range root.Commands() {
-					if c.Name() != group {
-						continue
-					}
-					for _, sub := range c.Commands() {
-						if sub.Name() == "http" {
-							c.RemoveCommand(sub)
-						}
-					}
-					h := newHTTPProxyCmd(f, func(_ context.Context, _ *factory, o *forwardHTTPOptions) error { got = o; return nil }, group == "record")
-					h.Use = "http"
-					c.AddCommand(h)
-				}
+				root := withHTTPRun(f, group, func(_ context.Context, _ *factory, o *forwardHTTPOptions) error { got = o; return nil })
 				args := []string{group, "http", "--target", "http://127.0.0.1:1", "--store", "memory"}
 				if group == "record" {
 					args = append(args, "--tape", filepath.Join(t.TempDir(), "t.tape"))

@@ -48,25 +48,31 @@ type addrs struct{ p, a string }
 func startProxyCmd(t *testing.T, group string, args ...string) *running {
 	t.Helper()
 	return launch(t, func(f *factory, ready chan<- addrs) *cobra.Command {
-		root := newRootCmd(f)
-		for _, c := range root.Commands() {
-			if c.Name() != group {
-				continue
-			}
-			for _, sub := range c.Commands() {
-				if sub.Name() == "http" {
-					c.RemoveCommand(sub)
-				}
-			}
-			h := newHTTPProxyCmd(f, func(ctx context.Context, f *factory, o *forwardHTTPOptions) error {
-				o.Ready = func(p, a string) { ready <- addrs{p, a} }
-				return runForwardHTTP(ctx, f, o)
-			}, group == "record")
-			h.Use = "http"
-			c.AddCommand(h)
-		}
-		return root
+		return withHTTPRun(f, group, func(ctx context.Context, f *factory, o *forwardHTTPOptions) error {
+			o.Ready = func(p, a string) { ready <- addrs{p, a} }
+			return runForwardHTTP(ctx, f, o)
+		})
 	}, append([]string{group, "http"}, args...))
+}
+
+// withHTTPRun returns a root command whose `GROUP http` (forward or record)
+// runs run instead of runForwardHTTP.
+func withHTTPRun(f *factory, group string, run func(context.Context, *factory, *forwardHTTPOptions) error) *cobra.Command {
+	root := newRootCmd(f)
+	for _, c := range root.Commands() {
+		if c.Name() != group {
+			continue
+		}
+		for _, sub := range c.Commands() {
+			if sub.Name() == "http" {
+				c.RemoveCommand(sub)
+			}
+		}
+		h := newHTTPProxyCmd(f, run, group == "record")
+		h.Use = "http"
+		c.AddCommand(h)
+	}
+	return root
 }
 
 // launch builds a root command with newRoot (which makes the command under

@@ -193,19 +193,7 @@ func TestSlowReaderSteadyAndIdleStreamsPass(t *testing.T) {
 			w.Header().Set("Content-Length", strconv.Itoa(size))
 			_, _ = w.Write(body)
 		case "/events":
-			w.Header().Set("Content-Type", "text/event-stream")
-			rc := http.NewResponseController(w)
-			for i := range 3 {
-				if i > 0 {
-					select {
-					case <-next:
-					case <-r.Context().Done():
-						return
-					}
-				}
-				_, _ = fmt.Fprintf(w, "data: %d\n\n", i)
-				_ = rc.Flush()
-			}
+			testutil.ServeEvents(w, r, 3, next)
 		}
 	})
 	r := startProxyCmd(t, "forward", "--target", up.URL, "--store", "memory", "--client-send-timeout", "1s")

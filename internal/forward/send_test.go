@@ -232,19 +232,7 @@ func testIdleEventStreamNotCut(t *testing.T) {
 			_, _ = io.WriteString(w, "ok")
 			return
 		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		rc := http.NewResponseController(w)
-		for i := range 3 {
-			if i > 0 {
-				select {
-				case <-next:
-				case <-r.Context().Done():
-					return
-				}
-			}
-			_, _ = fmt.Fprintf(w, "data: %d\n\n", i)
-			_ = rc.Flush()
-		}
+		testutil.ServeEvents(w, r, 3, next)
 	}, nil)
 	c := dialSmall(t, h.addr)
 	br := bufio.NewReader(c.Conn)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -214,4 +215,23 @@ func (p *PacedReader) Read(b []byte) (int, error) {
 	n, err := p.R.Read(b[:min(len(b), p.left)])
 	p.left -= n
 	return n, err
+}
+
+// ServeEvents answers with an event stream of n events, "data: 0" to
+// "data: n-1", each flushed at once, waiting for next before every event
+// after the first (or until the client goes away).
+func ServeEvents(w http.ResponseWriter, r *http.Request, n int, next <-chan struct{}) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	rc := http.NewResponseController(w)
+	for i := range n {
+		if i > 0 {
+			select {
+			case <-next:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		_, _ = fmt.Fprintf(w, "data: %d\n\n", i)
+		_ = rc.Flush()
+	}
 }
