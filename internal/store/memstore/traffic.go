@@ -2,7 +2,6 @@ package memstore
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/proxyctl/proxyctl/internal/capture"
 	"github.com/proxyctl/proxyctl/internal/store"
+	"github.com/proxyctl/proxyctl/internal/store/queue"
 )
 
 // Size estimate constants (see itemSize). They approximate Go's own
@@ -47,14 +47,14 @@ type traffic struct {
 	maxItems  int
 	maxBytes  int64
 	bytes     int64 // sum of the stored entries' sizes
-	order     queue
-	bySession map[string]*queue
+	order     queue.Queue[*entry]
+	bySession map[string]*queue.Queue[*entry]
 	byID      map[idKey]*entry
 }
 
 func (t *traffic) init(maxItems int, maxBytes int64) {
 	t.maxItems, t.maxBytes = maxItems, maxBytes
-	t.bySession = make(map[string]*queue)
+	t.bySession = make(map[string]*queue.Queue[*entry])
 	t.byID = make(map[idKey]*entry)
 }
 
@@ -64,13 +64,8 @@ func (s *Store) AppendTraffic(ctx context.Context, items []*capture.Item) error 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	for i, it := range items {
-		switch {
-		case it == nil:
-			return fmt.Errorf("append traffic: item %d is nil", i)
-		case it.SessionID == "":
-			return fmt.Errorf("append traffic: item %d (%s) has no session id", i, it.ID)
-		}
+	if err := store.CheckItems(items); err != nil {
+		return err
 	}
 	t := &s.traffic
 	t.mu.Lock()
@@ -89,12 +84,12 @@ func (t *traffic) put(it *capture.Item) {
 	size := itemSize(&c)
 	idx := t.bySession[c.SessionID]
 	if idx == nil {
-		idx = &queue{}
+		idx = &queue.Queue[*entry]{}
 		t.bySession[c.SessionID] = idx
 	}
-	i, found := idx.search(c.Timestamp)
+	i, found := idx.Search(c.Timestamp, stamp)
 	if found {
-		e := idx.at(i)
+		e := idx.At(i)
 		if old := (idKey{e.item.SessionID, e.item.ID}); t.byID[old] == e {
 			delete(t.byID, old)
 		}
@@ -104,26 +99,26 @@ func (t *traffic) put(it *capture.Item) {
 		return
 	}
 	e := &entry{item: c, size: size}
-	idx.insert(i, e)
-	t.order.insert(t.order.len(), e)
+	idx.Insert(i, e)
+	t.order.Insert(t.order.Len(), e)
 	t.byID[idKey{c.SessionID, c.ID}] = e
 	t.bytes += size
 }
 
 // evict drops the oldest entries until both bounds hold.
 func (t *traffic) evict() {
-	for t.order.len() > 0 && (t.order.len() > t.maxItems || t.bytes > t.maxBytes) {
-		e := t.order.at(0)
-		t.order.remove(0)
+	for t.order.Len() > 0 && (t.order.Len() > t.maxItems || t.bytes > t.maxBytes) {
+		e := t.order.At(0)
+		t.order.Remove(0)
 		t.bytes -= e.size
 		if k := (idKey{e.item.SessionID, e.item.ID}); t.byID[k] == e {
 			delete(t.byID, k)
 		}
 		idx := t.bySession[e.item.SessionID]
-		if i, found := idx.search(e.item.Timestamp); found {
-			idx.remove(i)
+		if i, found := idx.Search(e.item.Timestamp, stamp); found {
+			idx.Remove(i)
 		}
-		if idx.len() == 0 {
+		if idx.Len() == 0 {
 			delete(t.bySession, e.item.SessionID)
 		}
 	}
@@ -142,17 +137,20 @@ func (s *Store) ListTraffic(ctx context.Context, sessionID string, after int64, 
 	if idx == nil {
 		return []capture.Item{}, nil
 	}
-	start, found := idx.search(after)
+	start, found := idx.Search(after, stamp)
 	if found {
 		start++
 	}
-	end := min(start+limit, idx.len())
+	end := min(start+limit, idx.Len())
 	out := make([]capture.Item, 0, end-start)
-	for _, e := range idx.live()[start:end] {
+	for _, e := range idx.Live()[start:end] {
 		out = append(out, cloneItem(&e.item))
 	}
 	return out, nil
 }
+
+// stamp is the key the session indexes are sorted by.
+func stamp(e *entry) int64 { return e.item.Timestamp }
 
 // GetTraffic implements store.Traffic.
 func (s *Store) GetTraffic(ctx context.Context, sessionID, id string) (capture.Item, error) {
@@ -167,71 +165,6 @@ func (s *Store) GetTraffic(ctx context.Context, sessionID, id string) (capture.I
 		return capture.Item{}, fmt.Errorf("traffic item %s in session %s: %w", id, sessionID, store.ErrNotFound)
 	}
 	return cloneItem(&e.item), nil
-}
-
-// queue is a slice of entries whose live part is buf[off:]. Removing the
-// first entry (the common case: eviction of the oldest) only advances off;
-// the dead prefix is compacted away once it is as long as the live part, and
-// the backing array is reallocated when it is mostly empty, so the slots
-// held stay within a small factor of the live entries.
-type queue struct {
-	buf []*entry
-	off int
-}
-
-// minQueueCap is the capacity below which a queue is never shrunk.
-const minQueueCap = 64
-
-func (q *queue) live() []*entry  { return q.buf[q.off:] }
-func (q *queue) len() int        { return len(q.buf) - q.off }
-func (q *queue) at(i int) *entry { return q.buf[q.off+i] }
-
-// search finds the position of timestamp ts in a queue sorted by
-// timestamp, as slices.BinarySearch does.
-func (q *queue) search(ts int64) (int, bool) {
-	l := q.live()
-	// The usual cases first: appending the newest, evicting the oldest.
-	if n := len(l); n == 0 || l[n-1].item.Timestamp < ts {
-		return n, false
-	}
-	if l[0].item.Timestamp == ts {
-		return 0, true
-	}
-	return slices.BinarySearchFunc(l, ts, func(e *entry, ts int64) int {
-		return cmp.Compare(e.item.Timestamp, ts)
-	})
-}
-
-// insert puts e at live position i; appending (i == len) is the fast path.
-func (q *queue) insert(i int, e *entry) {
-	if i == q.len() {
-		q.buf = append(q.buf, e)
-		return
-	}
-	q.buf = slices.Insert(q.buf, q.off+i, e)
-}
-
-// remove drops the entry at live position i.
-func (q *queue) remove(i int) {
-	if i == 0 {
-		q.buf[q.off] = nil
-		q.off++
-	} else {
-		q.buf = slices.Delete(q.buf, q.off+i, q.off+i+1) // zeroes the freed slot
-	}
-	n := q.len()
-	switch {
-	case n == 0:
-		q.buf, q.off = nil, 0
-	case cap(q.buf) > minQueueCap && n < cap(q.buf)/4:
-		nb := make([]*entry, n, 2*n)
-		copy(nb, q.live())
-		q.buf, q.off = nb, 0
-	case q.off >= n:
-		copy(q.buf, q.live())
-		clear(q.buf[n:])
-		q.buf, q.off = q.buf[:n], 0
-	}
 }
 
 // cloneItem returns a deep copy of it: headers and body bytes included.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/proxyctl/proxyctl/internal/capture"
 	"github.com/proxyctl/proxyctl/internal/store"
+	"github.com/proxyctl/proxyctl/internal/store/queue"
 )
 
 func item(session string, ts int64, body int) *capture.Item {
@@ -51,7 +52,7 @@ func checkInvariants(t *testing.T, s *Store) {
 	tr := &s.traffic
 	tr.mu.RLock()
 	defer tr.mu.RUnlock()
-	if n := tr.order.len(); n > tr.maxItems {
+	if n := tr.order.Len(); n > tr.maxItems {
 		t.Errorf("%d items stored, bound %d", n, tr.maxItems)
 	}
 	if tr.bytes > tr.maxBytes {
@@ -59,8 +60,8 @@ func checkInvariants(t *testing.T, s *Store) {
 	}
 	checkQueue(t, "order", &tr.order)
 	var sum int64
-	inOrder := make(map[*entry]bool, tr.order.len())
-	for _, e := range tr.order.live() {
+	inOrder := make(map[*entry]bool, tr.order.Len())
+	for _, e := range tr.order.Live() {
 		if e == nil || inOrder[e] {
 			t.Fatalf("order holds a nil or repeated entry")
 		}
@@ -76,24 +77,24 @@ func checkInvariants(t *testing.T, s *Store) {
 	indexed := 0
 	for session, q := range tr.bySession {
 		checkQueue(t, "session "+session, q)
-		if q.len() == 0 {
+		if q.Len() == 0 {
 			t.Errorf("session %s: empty index kept", session)
 		}
-		for i, e := range q.live() {
+		for i, e := range q.Live() {
 			if !inOrder[e] || e.item.SessionID != session {
 				t.Fatalf("session %s: entry %s not in order or in the wrong session", session, e.item.ID)
 			}
-			if i > 0 && q.at(i-1).item.Timestamp >= e.item.Timestamp {
+			if i > 0 && q.At(i-1).item.Timestamp >= e.item.Timestamp {
 				t.Fatalf("session %s: index not strictly sorted at %d", session, i)
 			}
 		}
-		indexed += q.len()
+		indexed += q.Len()
 	}
-	if indexed != tr.order.len() {
-		t.Errorf("session indexes hold %d entries, order %d", indexed, tr.order.len())
+	if indexed != tr.order.Len() {
+		t.Errorf("session indexes hold %d entries, order %d", indexed, tr.order.Len())
 	}
-	if len(tr.byID) != tr.order.len() {
-		t.Errorf("byID holds %d entries, order %d", len(tr.byID), tr.order.len())
+	if len(tr.byID) != tr.order.Len() {
+		t.Errorf("byID holds %d entries, order %d", len(tr.byID), tr.order.Len())
 	}
 	for k, e := range tr.byID {
 		if !inOrder[e] || k.session != e.item.SessionID || k.id != e.item.ID {
@@ -102,21 +103,11 @@ func checkInvariants(t *testing.T, s *Store) {
 	}
 }
 
-func checkQueue(t *testing.T, name string, q *queue) {
+func checkQueue(t *testing.T, name string, q *queue.Queue[*entry]) {
 	t.Helper()
-	for i, e := range q.buf[:q.off] {
-		if e != nil {
-			t.Fatalf("%s: dead slot %d still holds an entry", name, i)
-		}
-	}
-	for i, e := range q.buf[len(q.buf):cap(q.buf)] {
-		if e != nil {
-			t.Fatalf("%s: spare slot %d still holds an entry", name, i)
-		}
-	}
 	// Growth by append may round up past 4x; 5x is the test's margin.
-	if limit := minQueueCap + 5*q.len(); cap(q.buf) > limit {
-		t.Errorf("%s: %d slots for %d entries", name, cap(q.buf), q.len())
+	if limit := 64 + 5*q.Len(); q.Cap() > limit {
+		t.Errorf("%s: %d slots for %d entries", name, q.Cap(), q.Len())
 	}
 }
 
@@ -181,9 +172,9 @@ func TestTrafficEvictsOldestByBytes(t *testing.T) {
 	checkInvariants(t, s)
 	// An item larger than the whole bound is not kept, and takes the rest.
 	appendAll(t, s, item("v", 1, int(4*one)))
-	if s.traffic.order.len() != 0 || s.traffic.bytes != 0 || len(s.traffic.bySession) != 0 || len(s.traffic.byID) != 0 {
+	if s.traffic.order.Len() != 0 || s.traffic.bytes != 0 || len(s.traffic.bySession) != 0 || len(s.traffic.byID) != 0 {
 		t.Errorf("after an oversized item: %d items, %d bytes, %d sessions, %d ids",
-			s.traffic.order.len(), s.traffic.bytes, len(s.traffic.bySession), len(s.traffic.byID))
+			s.traffic.order.Len(), s.traffic.bytes, len(s.traffic.bySession), len(s.traffic.byID))
 	}
 	checkInvariants(t, s)
 }
@@ -221,14 +212,14 @@ func TestTrafficMemoryBounded(t *testing.T) {
 	appendAll(t, s, batch...)
 	checkInvariants(t, s)
 	tr := &s.traffic
-	if tr.order.len() != capItems || len(tr.byID) != capItems {
-		t.Errorf("%d items, %d ids, want %d", tr.order.len(), len(tr.byID), capItems)
+	if tr.order.Len() != capItems || len(tr.byID) != capItems {
+		t.Errorf("%d items, %d ids, want %d", tr.order.Len(), len(tr.byID), capItems)
 	}
 	// The busy sessions and the short ones of the last ~1000 inserts.
 	if n := len(tr.bySession); n > 7+capItems/20+2 {
 		t.Errorf("%d sessions indexed", n)
 	}
-	if c := cap(tr.order.buf); c > 4*capItems {
+	if c := tr.order.Cap(); c > 4*capItems {
 		t.Errorf("order holds %d slots for %d items", c, capItems)
 	}
 }
