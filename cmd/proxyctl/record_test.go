@@ -218,7 +218,7 @@ func TestRecordSecretsNeverKept(t *testing.T) {
 	}))
 	defer up.Close()
 	tp := filepath.Join(t.TempDir(), "secrets.tape")
-	db := filepath.Join(t.TempDir(), "secrets.db") // bolt keeps items uncompressed: its bytes can be searched
+	db := filepath.Join(t.TempDir(), "secrets.db")
 	r := startProxyCmd(t, "record", "--target", up.URL, "--tape", tp, "--store", "bolt:"+db, "--log-level", "debug",
 		"--redact-header", "X-Custom-Secret", "--redact-json", "password", "--redact-json", "access.refresh_token")
 
@@ -263,7 +263,14 @@ func TestRecordSecretsNeverKept(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, r.stderr)
 	}
 	tapeBytes, _ := os.ReadFile(tp)
+	// The store is the bolt file (sessions, stubs) and its traffic
+	// segments, which keep items unencoded: their bytes can be searched.
 	storeBytes, _ := os.ReadFile(db)
+	segs, _ := filepath.Glob(db + ".traffic/*.seg")
+	for _, seg := range segs {
+		b, _ := os.ReadFile(seg)
+		storeBytes = append(storeBytes, b...)
+	}
 	var har, exportErr bytes.Buffer
 	if code := runEnv(t.Context(), []string{"tape", "export", "--format", "har", tp}, nil, &har, &exportErr, func(string) string { return "" }); code != 0 {
 		t.Fatalf("tape export: %d %s", code, exportErr.String())

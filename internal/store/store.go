@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"time"
 
@@ -127,6 +128,21 @@ type Traffic interface {
 	// GetTraffic returns the item with that id in that session, ErrNotFound
 	// otherwise.
 	GetTraffic(ctx context.Context, sessionID, id string) (capture.Item, error)
+}
+
+// CheckItems returns the error AppendTraffic gives a batch holding a nil
+// item or an item without a session id; backends check the whole batch
+// before they store any of it.
+func CheckItems(items []*capture.Item) error {
+	for i, it := range items {
+		switch {
+		case it == nil:
+			return fmt.Errorf("append traffic: item %d is nil", i)
+		case it.SessionID == "":
+			return fmt.Errorf("append traffic: item %d (%s) has no session id", i, it.ID)
+		}
+	}
+	return nil
 }
 
 // Store is the whole persistence contract: sessions, stubs and traffic

@@ -10,7 +10,13 @@
 // bbolt's errors.ErrTimeout). Several instances share a store through
 // DynamoDB, not through one bolt file.
 //
-// # Key layout
+// # Layout
+//
+// A store is two things next to each other: the bolt file PATH, for
+// sessions and stubs, and the directory PATH.traffic, for traffic items,
+// kept by package trafficlog in append-only segment files with an index in
+// memory (docs/architecture.md says why: in bolt, traffic cost the proxy
+// 40% of its throughput). Move or delete both together.
 //
 // The buckets mirror the DynamoDB tables, so that both backends answer the
 // same queries with the same ordering and pagination:
@@ -18,39 +24,9 @@
 //	sessions                 sessionId -> JSON store.Session
 //	stubs / <sessionId>      stubId -> JSON store.Stub (one nested bucket per session id, "*" included)
 //	stubCounts               sessionId -> uint64 stubs stored under that session id
-//	traffic / <sessionId>    timestamp key -> index value (one nested bucket per session)
-//	trafficIds               uvarint(len(sessionId)) sessionId id -> timestamp key (GetTraffic)
-//	trafficBatches           uint64 batch sequence, uint32 chunk number -> chunk of a batch value (the items of one AppendTraffic)
-//	trafficBatchState        uint64 batch sequence -> 4 x uint32: places walked, places held, documents held, chunks
-//	meta                     "version", "trafficItems", "trafficBytes", "stubs" -> uint64
+//	meta                     "version", "stubs" -> uint64
 //
-// Integers are big-endian so that bolt's byte order is numeric order. A
-// timestamp key is the item's int64 Timestamp (unix microseconds) as a
-// big-endian uint64 with the sign bit flipped, so that cursor order is
-// timestamp order for negative timestamps too.
-//
-// Each AppendTraffic batch is stored as one batch value: a compact list of
-// its items' (session id, timestamp key, id, document length), then the
-// items' JSON documents, concatenated, cut into chunks of 2000 bytes under
-// consecutive keys (two fill a 4 KiB page; one value per batch, in bolt
-// overflow pages, measured slower: bolt allocates and zeroes a buffer for
-// each such value at every commit, while single pages come from a pool).
-// So a batch costs its bytes in full pages plus two small index entries
-// per item, and eviction deletes small entries and whole batches. An
-// index value is the item's place in the
-// eviction order, (batch sequence, index in that batch), followed, when
-// the item's document is in another batch, by the (batch sequence, index)
-// of the document: an overwrite (same session and timestamp) writes its
-// document in its own batch but keeps the place of the item it replaced.
-// The index decides which document is served: the replaced one stays in
-// its batch, unread, until that batch is deleted.
-//
-// A batch is deleted once it holds neither a place of a stored item nor a
-// stored item's document (trafficBatchState counts both), or once
-// eviction has walked all its places. Dead documents (overwritten or
-// evicted items) therefore stay in the file until their batch goes; they
-// are not counted in the byte total. In the worst case (one item of each
-// batch still stored) the file holds a whole batch per stored item.
+// Integers are big-endian so that bolt's byte order is numeric order.
 //
 // ListSessions is ordered by session id (byte order) and its cursor is
 // opaque: the last id of the page, tagged so that a cursor issued by
@@ -62,28 +38,19 @@
 // At most Options.MaxTrafficItems items (DefaultMaxTrafficItems, 100,000)
 // and Options.MaxTrafficBytes (DefaultMaxTrafficBytes, 256 MiB) of stored
 // traffic are kept. When an append goes over either bound the oldest
-// items, in global insertion order across all sessions (batch sequence,
-// then index in the batch), are
-// deleted until both hold again, item by item within the append, exactly
-// as memstore does: an item larger than MaxTrafficBytes on its own is not
-// kept, and overwriting an item (same session and timestamp) keeps its
-// place in that order. The totals live in the meta bucket and are updated
-// in the same transaction as the items, so they survive restarts; Open
-// applies smaller bounds to a file written with larger ones.
+// items, in global insertion order across all sessions, are deleted until
+// both hold again, item by item within the append, exactly as memstore
+// does: an item larger than MaxTrafficBytes on its own is not kept, and
+// overwriting an item (same session and timestamp) keeps its place in that
+// order. Open applies smaller bounds to traffic written with larger ones.
+// An item's size is its record in the segment file (its binary encoding
+// and 17 bytes); the directory holds the stored items plus the dead
+// records of segments not yet deleted (a segment goes when none of its
+// items is stored any more).
 //
-// An item's size, for MaxTrafficBytes, is its JSON document (and a
-// newline) plus its entry in the batch's list (session id, timestamp, id,
-// length: some 12 bytes more than the two ids). The file is larger: bolt pages are partly filled,
-// the two indexes take some 60 bytes per item plus once the session id and
-// once the item id, dead documents wait for their batch to go (see
-// above), and bolt
-// never gives space back to the file system; pages freed by eviction are
-// reused, so the file stops growing once retention has kicked in.
-//
-// AppendTraffic writes a whole batch in one bolt transaction (encoded
-// before it starts): one commit
-// (bolt syncs the data pages, then the meta page), unless Options.NoSync. Items are immutable and already truncated and
-// fitted by the capture pipeline.
+// AppendTraffic writes a whole batch with one write; it is synced within
+// Options.TrafficSyncInterval (1 s; see package trafficlog, Durability). Items are immutable and already truncated and fitted
+// by the capture pipeline.
 //
 // # Stub bounds
 //
@@ -97,6 +64,7 @@
 package boltstore
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -108,7 +76,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/proxyctl/proxyctl/internal/capture"
 	"github.com/proxyctl/proxyctl/internal/store"
+	"github.com/proxyctl/proxyctl/internal/store/trafficlog"
 )
 
 var _ store.Store = (*Store)(nil)
@@ -120,6 +90,9 @@ const (
 	DefaultMaxStubsPerSession       = 10_000
 	DefaultMaxStubs                 = 100_000
 	DefaultLockTimeout              = time.Second
+	// DefaultTrafficSyncInterval bounds how long captured traffic waits
+	// for its fsync (trafficlog.Options.SyncInterval).
+	DefaultTrafficSyncInterval = time.Second
 )
 
 // Options configures a Store. The zero value gives the defaults.
@@ -139,6 +112,10 @@ type Options struct {
 	// machine crash (not a process crash) can lose or corrupt recent
 	// writes. For tests and throw-away data.
 	NoSync bool
+	// TrafficSyncInterval is how long appended traffic may wait for its
+	// fsync (sessions and stubs are synced at every commit);
+	// DefaultTrafficSyncInterval when 0, every append when < 0.
+	TrafficSyncInterval time.Duration
 	// LockTimeout is how long Open waits for another process to release
 	// the file; DefaultLockTimeout when <= 0.
 	LockTimeout time.Duration
@@ -160,30 +137,33 @@ func (o Options) withDefaults() Options {
 	if o.LockTimeout <= 0 {
 		o.LockTimeout = DefaultLockTimeout
 	}
+	switch {
+	case o.TrafficSyncInterval == 0:
+		o.TrafficSyncInterval = DefaultTrafficSyncInterval
+	case o.TrafficSyncInterval < 0:
+		o.TrafficSyncInterval = 0
+	}
 	return o
 }
 
 // Bucket names and meta keys (see the package documentation).
 const (
-	bucketSessions       = "sessions"
-	bucketStubs          = "stubs"
-	bucketStubCounts     = "stubCounts"
-	bucketTraffic        = "traffic"
-	bucketTrafficIDs     = "trafficIds"
-	bucketTrafficBatches = "trafficBatches"
-	bucketTrafficState   = "trafficBatchState"
-	bucketMeta           = "meta"
+	bucketSessions   = "sessions"
+	bucketStubs      = "stubs"
+	bucketStubCounts = "stubCounts"
+	bucketMeta       = "meta"
 
-	metaVersion      = "version"
-	metaTrafficItems = "trafficItems"
-	metaTrafficBytes = "trafficBytes"
-	metaStubs        = "stubs"
+	metaVersion = "version"
+	metaStubs   = "stubs"
 )
 
 // formatVersion is the layout described in the package documentation.
-// Version 1 stored each item as one value under traffic/<sessionId>, with a
-// per-item trafficOrder bucket; such files are refused (olderFormatError).
-const formatVersion = 2
+// Versions 1 and 2 kept traffic in bolt buckets; such files are refused
+// (olderFormatError).
+const formatVersion = 3
+
+// trafficDirSuffix names the traffic directory after the bolt file.
+const trafficDirSuffix = ".traffic"
 
 // olderFormatError is init's error for a file of an older format version;
 // Open reports it as "store PATH has an older format: move it away".
@@ -198,8 +178,9 @@ func (e *olderFormatError) Error() string {
 // Values are encoded going in and decoded coming out, so a caller never
 // shares a map or a byte slice with the store.
 type Store struct {
-	db  *bolt.DB
-	opt Options
+	db      *bolt.DB
+	opt     Options
+	traffic *trafficlog.Log
 }
 
 // inUseError is Open's error when another process holds the file.
@@ -244,11 +225,22 @@ func Open(path string, o Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	// The traffic directory is opened under the bolt file's lock.
+	s.traffic, err = trafficlog.Open(path+trafficDirSuffix, trafficlog.Options{
+		MaxItems:     o.MaxTrafficItems,
+		MaxBytes:     o.MaxTrafficBytes,
+		SyncInterval: o.TrafficSyncInterval,
+		NoSync:       o.NoSync,
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	return s, nil
 }
 
-// init creates the buckets of a new file, checks the format version of an
-// existing one and applies the traffic bounds to it.
+// init creates the buckets of a new file and checks the format version of
+// an existing one.
 func (s *Store) init() error {
 	ready := false
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -267,8 +259,7 @@ func (s *Store) init() error {
 				return nil
 			}
 		}
-		ready = getCount(meta, metaTrafficItems) <= int64(s.opt.MaxTrafficItems) &&
-			getCount(meta, metaTrafficBytes) <= s.opt.MaxTrafficBytes
+		ready = true
 		return nil
 	})
 	if err != nil || ready {
@@ -282,24 +273,15 @@ func (s *Store) init() error {
 		}
 		meta := tx.Bucket([]byte(bucketMeta))
 		if meta.Get([]byte(metaVersion)) == nil {
-			if err := putCount(meta, metaVersion, formatVersion); err != nil {
-				return err
-			}
-		} else if err := checkVersion(meta); err != nil {
-			return err
+			return putCount(meta, metaVersion, formatVersion)
 		}
-		t := openTraffic(tx)
-		if err := t.evict(s.opt); err != nil {
-			return err
-		}
-		return t.finish()
+		return checkVersion(meta)
 	})
 }
 
 func allBuckets() []string {
 	return []string{
-		bucketSessions, bucketStubs, bucketStubCounts,
-		bucketTraffic, bucketTrafficIDs, bucketTrafficBatches, bucketTrafficState, bucketMeta,
+		bucketSessions, bucketStubs, bucketStubCounts, bucketMeta,
 	}
 }
 
@@ -316,12 +298,32 @@ func checkVersion(meta *bolt.Bucket) error {
 	return nil
 }
 
-// Close implements store.Store: it releases the file (and its lock).
+// Close implements store.Store: it syncs the traffic and releases the
+// file (and its lock).
 func (s *Store) Close() error {
+	terr := s.traffic.Close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store %s: %w", s.db.Path(), err)
 	}
+	if terr != nil {
+		return fmt.Errorf("close store %s: traffic: %w", s.db.Path(), terr)
+	}
 	return nil
+}
+
+// AppendTraffic implements store.Traffic.
+func (s *Store) AppendTraffic(ctx context.Context, items []*capture.Item) error {
+	return s.traffic.AppendTraffic(ctx, items)
+}
+
+// ListTraffic implements store.Traffic.
+func (s *Store) ListTraffic(ctx context.Context, sessionID string, after int64, limit int) ([]capture.Item, error) {
+	return s.traffic.ListTraffic(ctx, sessionID, after, limit)
+}
+
+// GetTraffic implements store.Traffic.
+func (s *Store) GetTraffic(ctx context.Context, sessionID, id string) (capture.Item, error) {
+	return s.traffic.GetTraffic(ctx, sessionID, id)
 }
 
 // errRollback ends an Update that has nothing to write: returning it rolls
@@ -352,20 +354,4 @@ func getCount(b *bolt.Bucket, key string) int64 {
 // putCount stores n (0 if negative) under key.
 func putCount(b *bolt.Bucket, key string, n int64) error {
 	return b.Put([]byte(key), binary.BigEndian.AppendUint64(nil, uint64(max(n, 0)))) //nolint:gosec // not negative
-}
-
-// appendField appends s with its uvarint length in front.
-func appendField(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
-}
-
-// cutField splits a field written by appendField off the front of b.
-func cutField(b []byte) (field, rest []byte, ok bool) {
-	n, w := binary.Uvarint(b)
-	if w <= 0 || n > uint64(len(b)-w) { //nolint:gosec // a length is not negative
-		return nil, nil, false
-	}
-	end := w + int(n) //nolint:gosec // n <= len(b) checked above
-	return b[w:end], b[end:], true
 }

@@ -54,7 +54,11 @@ func TestOpenCreatesPrivateFiles(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{dir, path} {
+	segs, err := filepath.Glob(path + ".traffic/*.seg")
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("no traffic segment next to the file: %v %v", segs, err)
+	}
+	for _, p := range append([]string{dir, path, path + ".traffic"}, segs...) {
 		fi, err := os.Stat(p)
 		if err != nil {
 			t.Fatal(err)

@@ -99,13 +99,11 @@ type trafficKey struct {
 // item wins. Items are checked before anything is written: a nil item, an
 // empty session id or one over 2,048 bytes fails the whole call.
 func (s *Store) AppendTraffic(ctx context.Context, items []*capture.Item) error {
+	if err := store.CheckItems(items); err != nil {
+		return err
+	}
 	for i, it := range items {
-		switch {
-		case it == nil:
-			return fmt.Errorf("append traffic: item %d is nil", i)
-		case it.SessionID == "":
-			return fmt.Errorf("append traffic: item %d (%s) has no session id", i, it.ID)
-		case len(it.SessionID) > maxSessionID:
+		if len(it.SessionID) > maxSessionID {
 			return fmt.Errorf("append traffic: item %d (%s): session id of %d bytes, DynamoDB takes at most %d", i, it.ID, len(it.SessionID), maxSessionID)
 		}
 	}
