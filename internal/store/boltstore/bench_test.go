@@ -23,6 +23,17 @@ func benchStore(b *testing.B, o boltstore.Options) *boltstore.Store {
 	return st
 }
 
+// syncModes are the durability settings the append benchmarks compare:
+// an fsync per append, the default (traffic synced within 1 s), none.
+var syncModes = []struct {
+	name string
+	opt  boltstore.Options
+}{
+	{"fsync-each", boltstore.Options{TrafficSyncInterval: -1}},
+	{"fsync-1s", boltstore.Options{}},
+	{"nosync", boltstore.Options{NoSync: true}},
+}
+
 func syncName(noSync bool) string {
 	if noSync {
 		return "nosync"
@@ -86,10 +97,10 @@ func (a *appender) append(b *testing.B) {
 func BenchmarkAppendTraffic(b *testing.B) {
 	tmpl := benchTemplate()
 	size := tmpl.EncodedSize()
-	for _, noSync := range []bool{false, true} {
+	for _, mode := range syncModes {
 		for _, batchSize := range []int{25, 500} {
-			b.Run(fmt.Sprintf("%s/batch=%d", syncName(noSync), batchSize), func(b *testing.B) {
-				a := newAppender(benchStore(b, boltstore.Options{NoSync: noSync}), batchSize)
+			b.Run(fmt.Sprintf("%s/batch=%d", mode.name, batchSize), func(b *testing.B) {
+				a := newAppender(benchStore(b, mode.opt), batchSize)
 				b.SetBytes(int64(batchSize * size))
 				for b.Loop() {
 					a.append(b)
@@ -105,10 +116,12 @@ func BenchmarkAppendTraffic(b *testing.B) {
 // steady state of a long-running proxy.
 func BenchmarkAppendTrafficEvicting(b *testing.B) {
 	const bound = 10_000
-	for _, noSync := range []bool{false, true} {
+	for _, mode := range syncModes {
 		for _, batchSize := range []int{25, 500} {
-			b.Run(fmt.Sprintf("%s/batch=%d", syncName(noSync), batchSize), func(b *testing.B) {
-				a := newAppender(benchStore(b, boltstore.Options{NoSync: noSync, MaxTrafficItems: bound}), batchSize)
+			b.Run(fmt.Sprintf("%s/batch=%d", mode.name, batchSize), func(b *testing.B) {
+				o := mode.opt
+				o.MaxTrafficItems = bound
+				a := newAppender(benchStore(b, o), batchSize)
 				for range bound/batchSize + 1 {
 					a.append(b)
 				}

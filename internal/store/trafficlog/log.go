@@ -58,9 +58,11 @@
 //
 // # Memory
 //
-// The index holds per stored item its session id (shared), timestamp, id,
-// place and document position: some 200 bytes with the map and slice
-// slots, 20 MB for the bolt store's default bound of 100,000 items.
+// The index holds per stored item its timestamp, place, document position
+// and numbers for its session and id (index.go): about 90 bytes with the
+// slots of the queues and the id map, 9 MB for the bolt store's default
+// bound of 100,000 items, and no pointer for the garbage collector to
+// follow.
 package trafficlog
 
 import (
@@ -82,7 +84,6 @@ import (
 
 	"github.com/proxyctl/proxyctl/internal/capture"
 	"github.com/proxyctl/proxyctl/internal/store"
-	"github.com/proxyctl/proxyctl/internal/store/queue"
 )
 
 const (
@@ -124,27 +125,7 @@ type segment struct {
 	path string
 	f    *os.File
 	size int64 // bytes written
-	live int   // stored items whose document is here
 }
-
-// entry is one stored item.
-type entry struct {
-	sid   string // shared with the session's index key
-	ts    int64
-	id    string
-	place uint64
-	seg   *segment
-	off   int64 // the item's binary encoding: seg bytes [off, off+n)
-	n     int
-	size  int64 // its record's size
-}
-
-func stamp(e *entry) int64 { return e.ts }
-
-// placeKey orders the eviction queue; places fit in int64 (one per item).
-func placeKey(e *entry) int64 { return int64(e.place) } //nolint:gosec // below 2^63
-
-type idKey struct{ session, id string }
 
 // Log is store.Traffic on segment files in one directory. It is safe for
 // concurrent use: appends run one at a time, reads in parallel with each
@@ -159,13 +140,11 @@ type Log struct {
 
 	mu        sync.RWMutex // everything below
 	segs      []*segment   // by sequence; the last is appended to
+	segBySeq  map[uint64]*segment
 	nextPlace uint64
 	frontier  uint64 // places below it are evicted
 	written   uint64 // the frontier last written to the active segment
-	bytes     int64
-	order     queue.Queue[*entry] // by place: eviction order
-	bySession map[string]*queue.Queue[*entry]
-	byID      map[idKey]*entry
+	ix        *index
 	err       error // set when the log can no longer be used
 	closed    bool
 
@@ -197,11 +176,9 @@ func Open(dir string, o Options) (*Log, error) {
 // segment for appending.
 func (l *Log) load() error {
 	l.closeFiles()
-	l.segs = nil
-	l.nextPlace, l.frontier, l.written, l.bytes = 0, 0, 0, 0
-	l.order = queue.Queue[*entry]{}
-	l.bySession = map[string]*queue.Queue[*entry]{}
-	l.byID = map[idKey]*entry{}
+	l.segs, l.segBySeq = nil, map[uint64]*segment{}
+	l.nextPlace, l.frontier, l.written = 0, 0, 0
+	l.ix = newIndex()
 	names, err := segmentNames(l.dir)
 	if err != nil {
 		return err
@@ -213,6 +190,7 @@ func (l *Log) load() error {
 			return err
 		}
 		l.segs = append(l.segs, seg)
+		l.segBySeq[seq] = seg
 		if err := l.replay(seg, i == len(names)-1); err != nil {
 			return err
 		}
@@ -361,30 +339,30 @@ func (l *Log) apply(seg *segment, off int64, body []byte) error {
 		if place >= math.MaxInt64 {
 			return errors.New("bad item place")
 		}
-		sid, ts, id, err := capture.BinaryKey(body[itemPrefixLen:])
+		sidb, ts, idb, err := capture.BinaryKey(body[itemPrefixLen:])
 		if err != nil {
 			return err
 		}
-		e := &entry{
-			ts: ts, id: string(id), place: place, seg: seg,
-			off: off + recordHeaderLen + itemPrefixLen, n: len(body) - itemPrefixLen,
+		sid, id := string(sidb), string(idb)
+		e := entry{
+			ts: ts, place: place, seg: seg.seq,
+			off: off + recordHeaderLen + itemPrefixLen, n: uint32(len(body) - itemPrefixLen), //nolint:gosec // below MaxInt32
 			size: recordHeaderLen + int64(len(body)),
 		}
 		l.nextPlace = max(l.nextPlace, place+1)
-		idx, i, cur := l.lookup(string(sid), ts)
-		e.sid = l.sessionKey(string(sid), idx)
+		s, i, r, found := l.ix.lookup(sid, ts)
 		switch {
-		case cur == nil:
+		case !found:
 			if place >= l.frontier {
-				l.insert(e, i)
+				l.ix.insert(sid, id, e, i)
 			}
-		case cur.place == place:
-			l.replace(cur, e)
-		default: // cur was evicted before this item took a new place
-			l.remove(cur, idx, i)
+		case l.ix.at(r).place == place:
+			l.ix.replace(r, id, e)
+		default: // r was evicted before this item took a new place
+			l.ix.remove(r, s, i)
 			if place >= l.frontier {
-				_, i, _ = l.lookup(e.sid, ts)
-				l.insert(e, i)
+				_, i, _, _ = l.ix.lookup(sid, ts)
+				l.ix.insert(sid, id, e, i)
 			}
 		}
 		return nil
@@ -392,97 +370,17 @@ func (l *Log) apply(seg *segment, off int64, body []byte) error {
 	return fmt.Errorf("unknown record type %d", body[0])
 }
 
-// sessionKey returns the index's copy of sid, so that entries share it.
-func (l *Log) sessionKey(sid string, idx *queue.Queue[*entry]) string {
-	if idx != nil && idx.Len() > 0 {
-		return idx.At(0).sid
-	}
-	return sid
-}
-
-// lookup finds the entry of (sid, ts): the session's index, the position
-// of ts in it and the entry there, if any.
-func (l *Log) lookup(sid string, ts int64) (*queue.Queue[*entry], int, *entry) {
-	idx := l.bySession[sid]
-	if idx == nil {
-		return nil, 0, nil
-	}
-	i, found := idx.Search(ts, stamp)
-	if !found {
-		return idx, i, nil
-	}
-	return idx, i, idx.At(i)
-}
-
-// insert stores e, new, at position i of its session's index.
-func (l *Log) insert(e *entry, i int) {
-	idx := l.bySession[e.sid]
-	if idx == nil {
-		idx = &queue.Queue[*entry]{}
-		l.bySession[e.sid] = idx
-	}
-	idx.Insert(i, e)
-	if n := l.order.Len(); n == 0 || l.order.At(n-1).place < e.place {
-		l.order.Insert(n, e)
-	} else { // replay of an older place (its earlier holder was evicted)
-		j, _ := l.order.Search(placeKey(e), placeKey)
-		l.order.Insert(j, e)
-	}
-	l.byID[idKey{e.sid, e.id}] = e
-	l.bytes += e.size
-	e.seg.live++
-}
-
-// replace puts e in the place of cur (same session, timestamp and place):
-// cur's slots now hold e.
-func (l *Log) replace(cur, e *entry) {
-	if k := (idKey{cur.sid, cur.id}); l.byID[k] == cur {
-		delete(l.byID, k)
-	}
-	cur.seg.live--
-	l.bytes += e.size - cur.size
-	cur.id, cur.seg, cur.off, cur.n, cur.size = e.id, e.seg, e.off, e.n, e.size
-	cur.seg.live++
-	l.byID[idKey{cur.sid, cur.id}] = cur
-}
-
-// remove drops cur, at position i of its session's index idx, from the
-// index.
-func (l *Log) remove(cur *entry, idx *queue.Queue[*entry], i int) {
-	idx.Remove(i)
-	if idx.Len() == 0 {
-		delete(l.bySession, cur.sid)
-	}
-	if j, found := l.order.Search(placeKey(cur), placeKey); found {
-		l.order.Remove(j)
-	}
-	if k := (idKey{cur.sid, cur.id}); l.byID[k] == cur {
-		delete(l.byID, k)
-	}
-	l.bytes -= cur.size
-	cur.seg.live--
-}
-
-// evictOldest drops the entry of the lowest place and moves the frontier
-// past it.
-func (l *Log) evictOldest() {
-	e := l.order.At(0)
-	idx, i, _ := l.lookup(e.sid, e.ts)
-	l.remove(e, idx, i)
-	l.frontier = max(l.frontier, e.place+1)
-}
-
 // evictBelowFrontier drops the entries whose place is below the frontier.
 func (l *Log) evictBelowFrontier() {
-	for l.order.Len() > 0 && l.order.At(0).place < l.frontier {
-		l.evictOldest()
+	for l.ix.len() > 0 && l.ix.oldestPlace() < l.frontier {
+		l.ix.evictOldest()
 	}
 }
 
 // evict drops the oldest entries until both bounds hold.
 func (l *Log) evict() {
-	for l.order.Len() > 0 && (l.order.Len() > l.opt.MaxItems || l.bytes > l.opt.MaxBytes) {
-		l.evictOldest()
+	for l.ix.len() > 0 && (l.ix.len() > l.opt.MaxItems || l.ix.bytes > l.opt.MaxBytes) {
+		l.frontier = max(l.frontier, l.ix.evictOldest()+1)
 	}
 }
 
@@ -520,6 +418,7 @@ func (l *Log) addSegment() error {
 		}
 	}
 	l.segs = append(l.segs, seg)
+	l.segBySeq[seq] = seg
 	// The active segment always holds the frontier a replay needs.
 	l.written = math.MaxUint64
 	return nil
@@ -570,8 +469,10 @@ func sealRecord(rec []byte) {
 func (l *Log) dropEmpty() []*segment {
 	var gone []*segment
 	l.segs = slices.DeleteFunc(l.segs, func(s *segment) bool {
-		if s != l.active() && s.live == 0 {
+		if s != l.active() && l.ix.segLive[s.seq] == 0 {
 			gone = append(gone, s)
+			delete(l.ix.segLive, s.seq)
+			delete(l.segBySeq, s.seq)
 			return true
 		}
 		return false
@@ -650,25 +551,24 @@ func (l *Log) append(items []*capture.Item, buf []byte, offs []int) error {
 	start := seg.size
 	for i, it := range items {
 		rec := buf[offs[i]:offs[i+1]]
-		e := &entry{
-			ts: it.Timestamp, id: it.ID, seg: seg,
+		e := entry{
+			ts: it.Timestamp, seg: seg.seq,
 			off:  start + int64(offs[i]) + recordHeaderLen + itemPrefixLen,
-			n:    len(rec) - recordHeaderLen - itemPrefixLen,
+			n:    uint32(len(rec) - recordHeaderLen - itemPrefixLen), //nolint:gosec // checked against MaxInt32
 			size: int64(len(rec)),
 		}
-		idx, j, cur := l.lookup(it.SessionID, it.Timestamp)
-		if idx == nil {
-			e.sid = strings.Clone(it.SessionID) // not a view of a larger string
-		} else {
-			e.sid = l.sessionKey(it.SessionID, idx)
-		}
-		if cur != nil {
-			e.place = cur.place
-			l.replace(cur, e)
+		if _, j, r, found := l.ix.lookup(it.SessionID, it.Timestamp); found {
+			e.place = l.ix.at(r).place
+			l.ix.replace(r, it.ID, e)
 		} else {
 			e.place = l.nextPlace
 			l.nextPlace++
-			l.insert(e, j)
+			// A new session's name is cloned: not a view of a larger string.
+			sid := it.SessionID
+			if _, ok := l.ix.sessNum[sid]; !ok {
+				sid = strings.Clone(sid)
+			}
+			l.ix.insert(sid, it.ID, e, j)
 		}
 		rec[recordHeaderLen] = typeItem
 		binary.BigEndian.PutUint64(rec[recordHeaderLen+1:], e.place)
@@ -763,7 +663,11 @@ type location struct {
 	n   int
 }
 
-func (e *entry) location() location { return location{e.seg, e.off, e.n} }
+// location returns where the document of entry r is; the caller holds mu.
+func (l *Log) location(r ref) location {
+	e := l.ix.at(r)
+	return location{l.segBySeq[e.seg], e.off, int(e.n)}
+}
 
 // read reads and decodes the items at locs; the caller holds mu for
 // reading (segments are not deleted meanwhile).
@@ -798,18 +702,19 @@ func (l *Log) ListTraffic(ctx context.Context, sessionID string, after int64, li
 	if err := l.usable(); err != nil {
 		return nil, fmt.Errorf("list traffic: %w", err)
 	}
-	idx := l.bySession[sessionID]
-	if idx == nil || after == math.MaxInt64 {
+	num, ok := l.ix.sessNum[sessionID]
+	if !ok || after == math.MaxInt64 {
 		return []capture.Item{}, nil
 	}
-	start, found := idx.Search(after, stamp)
+	entries := &l.ix.sessions[num].entries
+	start, found := entries.Search(after, l.ix.tsOf)
 	if found {
 		start++
 	}
-	end := min(start+limit, idx.Len())
+	end := min(start+limit, entries.Len())
 	locs := make([]location, 0, max(end-start, 0))
-	for _, e := range idx.Live()[start:end] {
-		locs = append(locs, e.location())
+	for _, r := range entries.Live()[start:end] {
+		locs = append(locs, l.location(r))
 	}
 	out, err := read(locs)
 	if err != nil {
@@ -828,13 +733,16 @@ func (l *Log) GetTraffic(ctx context.Context, sessionID, id string) (capture.Ite
 	if err := l.usable(); err != nil {
 		return capture.Item{}, fmt.Errorf("get traffic: %w", err)
 	}
-	e, ok := l.byID[idKey{sessionID, id}]
+	r, ok := l.ix.byID[l.ix.idHash(sessionID, id)]
 	if !ok {
 		return capture.Item{}, fmt.Errorf("traffic item %s in session %s: %w", id, sessionID, store.ErrNotFound)
 	}
-	out, err := read([]location{e.location()})
+	out, err := read([]location{l.location(r)})
 	if err != nil {
 		return capture.Item{}, fmt.Errorf("get traffic: %w", err)
+	}
+	if out[0].SessionID != sessionID || out[0].ID != id { // a hash collision (see index)
+		return capture.Item{}, fmt.Errorf("traffic item %s in session %s: %w", id, sessionID, store.ErrNotFound)
 	}
 	return out[0], nil
 }
@@ -850,7 +758,7 @@ type Stats struct {
 func (l *Log) Stats() Stats {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return Stats{Items: l.order.Len(), Bytes: l.bytes, Segments: len(l.segs)}
+	return Stats{Items: l.ix.len(), Bytes: l.ix.bytes, Segments: len(l.segs)}
 }
 
 // Close syncs the active segment and closes the files.

@@ -84,54 +84,69 @@ func checkInvariants(t *testing.T, l *Log) {
 	t.Helper()
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	live := map[*segment]int{}
+	x := l.ix
+	live := map[uint64]int{}
 	var size int64
-	for i, e := range l.order.Live() {
-		if i > 0 && l.order.At(i-1).place >= e.place {
-			t.Errorf("order: place %d after %d", e.place, l.order.At(i-1).place)
+	inOrder := map[ref]bool{}
+	for i, r := range x.order.Live() {
+		e := x.at(r)
+		inOrder[r] = true
+		if i > 0 && x.at(x.order.At(i-1)).place >= e.place {
+			t.Errorf("order: place %d after %d", e.place, x.at(x.order.At(i-1)).place)
 		}
 		if e.place < l.frontier || e.place >= l.nextPlace {
-			t.Errorf("entry %s/%d: place %d outside [%d, %d)", e.sid, e.ts, e.place, l.frontier, l.nextPlace)
+			t.Errorf("entry %d/%d: place %d outside [%d, %d)", e.sess, e.ts, e.place, l.frontier, l.nextPlace)
 		}
-		idx := l.bySession[e.sid]
-		if idx == nil {
-			t.Errorf("entry %s/%d: no session index", e.sid, e.ts)
+		if int(e.sess) >= len(x.sessions) || x.sessions[e.sess] == nil {
+			t.Errorf("entry %d/%d: no session", e.sess, e.ts)
 			continue
 		}
-		if j, found := idx.Search(e.ts, stamp); !found || idx.At(j) != e {
-			t.Errorf("entry %s/%d: not in its session's index", e.sid, e.ts)
+		s := x.sessions[e.sess]
+		if j, found := s.entries.Search(e.ts, x.tsOf); !found || s.entries.At(j) != r {
+			t.Errorf("entry %s/%d: not in its session's index", s.name, e.ts)
 		}
 		live[e.seg]++
 		size += e.size
-		locs := []location{e.location()}
-		got, err := read(locs)
+		got, err := read([]location{l.location(r)})
 		if err != nil {
-			t.Errorf("entry %s/%d: %v", e.sid, e.ts, err)
-		} else if got[0].SessionID != e.sid || got[0].Timestamp != e.ts || got[0].ID != e.id {
-			t.Errorf("entry %s/%d/%s: document of %s/%d/%s", e.sid, e.ts, e.id, got[0].SessionID, got[0].Timestamp, got[0].ID)
+			t.Errorf("entry %s/%d: %v", s.name, e.ts, err)
+		} else if got[0].SessionID != s.name || got[0].Timestamp != e.ts || x.idHash(s.name, got[0].ID) != e.idh {
+			t.Errorf("entry %s/%d: document of %s/%d/%s", s.name, e.ts, got[0].SessionID, got[0].Timestamp, got[0].ID)
 		}
+	}
+	if len(x.slab)-len(x.free) != x.order.Len() {
+		t.Errorf("slab holds %d entries (%d free), order %d", len(x.slab), len(x.free), x.order.Len())
 	}
 	indexed := 0
-	for sid, idx := range l.bySession {
-		if idx.Len() == 0 {
-			t.Errorf("session %s: empty index kept", sid)
+	for num, s := range x.sessions {
+		if s == nil {
+			if !slices.Contains(x.freeSess, uint32(num)) {
+				t.Errorf("session number %d neither used nor free", num)
+			}
+			continue
 		}
-		for i, e := range idx.Live() {
-			if e.sid != sid || (i > 0 && idx.At(i-1).ts >= e.ts) {
-				t.Errorf("session %s: entry %s/%d out of place", sid, e.sid, e.ts)
+		if x.sessNum[s.name] != uint32(num) {
+			t.Errorf("session %s: number %d, map says %d", s.name, num, x.sessNum[s.name])
+		}
+		if s.entries.Len() == 0 {
+			t.Errorf("session %s: empty index kept", s.name)
+		}
+		for i, r := range s.entries.Live() {
+			if x.at(r).sess != uint32(num) || (i > 0 && x.at(s.entries.At(i-1)).ts >= x.at(r).ts) {
+				t.Errorf("session %s: entry %d out of place", s.name, r)
 			}
 		}
-		indexed += idx.Len()
+		indexed += s.entries.Len()
 	}
-	if indexed != l.order.Len() {
-		t.Errorf("session indexes hold %d entries, order %d", indexed, l.order.Len())
+	if len(x.sessNum) != len(x.sessions)-len(x.freeSess) {
+		t.Errorf("%d session names, %d numbers in use", len(x.sessNum), len(x.sessions)-len(x.freeSess))
 	}
-	for k, e := range l.byID {
-		if e.sid != k.session || e.id != k.id {
-			t.Errorf("byID[%v] points at %s/%s", k, e.sid, e.id)
-		}
-		if j, found := l.order.Search(placeKey(e), placeKey); !found || l.order.At(j) != e {
-			t.Errorf("byID[%v] points at an entry not stored", k)
+	if indexed != x.order.Len() {
+		t.Errorf("session indexes hold %d entries, order %d", indexed, x.order.Len())
+	}
+	for h, r := range x.byID {
+		if !inOrder[r] || x.at(r).idh != h {
+			t.Errorf("byID[%x] points at entry %d, not stored with that id", h, r)
 		}
 	}
 	onDisk, err := segmentNames(l.dir)
@@ -141,24 +156,30 @@ func checkInvariants(t *testing.T, l *Log) {
 	var names []string
 	for i, s := range l.segs {
 		names = append(names, filepath.Base(s.path))
-		if s.live != live[s] {
-			t.Errorf("segment %d counts %d documents, holds %d", s.seq, s.live, live[s])
+		if l.segBySeq[s.seq] != s {
+			t.Errorf("segment %d missing from segBySeq", s.seq)
 		}
-		if s.live == 0 && i != len(l.segs)-1 {
+		if x.segLive[s.seq] != live[s.seq] {
+			t.Errorf("segment %d counts %d documents, holds %d", s.seq, x.segLive[s.seq], live[s.seq])
+		}
+		if live[s.seq] == 0 && i != len(l.segs)-1 {
 			t.Errorf("segment %d kept with no document", s.seq)
 		}
 		if fi, err := s.f.Stat(); err != nil || fi.Size() != s.size {
 			t.Errorf("segment %d: size %d, file %v %v", s.seq, s.size, fi.Size(), err)
 		}
 	}
+	if len(l.segBySeq) != len(l.segs) {
+		t.Errorf("segBySeq holds %d segments, %d open", len(l.segBySeq), len(l.segs))
+	}
 	if !slices.Equal(names, onDisk) {
 		t.Errorf("segments %v, files %v", names, onDisk)
 	}
-	if size != l.bytes {
-		t.Errorf("byte total %d, stored %d", l.bytes, size)
+	if size != x.bytes {
+		t.Errorf("byte total %d, stored %d", x.bytes, size)
 	}
-	if l.order.Len() > l.opt.MaxItems || l.bytes > l.opt.MaxBytes {
-		t.Errorf("%d items of %d bytes stored, bounds %d and %d", l.order.Len(), l.bytes, l.opt.MaxItems, l.opt.MaxBytes)
+	if x.order.Len() > l.opt.MaxItems || x.bytes > l.opt.MaxBytes {
+		t.Errorf("%d items of %d bytes stored, bounds %d and %d", x.order.Len(), x.bytes, l.opt.MaxItems, l.opt.MaxBytes)
 	}
 }
 
@@ -694,5 +715,23 @@ func TestScheduledSync(t *testing.T) {
 	appendAll(t, l, item("s", 4, 1)) // a sync is pending when Close runs
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIDHashCollision stands in for two ids whose hashes collide (which
+// cannot be made on purpose: the seed is random): GetTraffic must answer
+// ErrNotFound rather than the other item.
+func TestIDHashCollision(t *testing.T) {
+	l := open(t, t.TempDir(), Options{})
+	appendAll(t, l, item("s", 1, 1), item("s", 2, 1))
+	l.mu.Lock()
+	r1 := l.ix.byID[l.ix.idHash("s", "s-1")]
+	l.ix.byID[l.ix.idHash("s", "s-2")] = r1
+	l.mu.Unlock()
+	if got, err := l.GetTraffic(t.Context(), "s", "s-2"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetTraffic of the id that lost its slot: %s, %v; want ErrNotFound", got.ID, err)
+	}
+	if got, err := l.GetTraffic(t.Context(), "s", "s-1"); err != nil || got.Timestamp != 1 {
+		t.Errorf("GetTraffic of the other: %d, %v", got.Timestamp, err)
 	}
 }
