@@ -98,7 +98,6 @@
 package dynamostore
 
 import (
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -106,6 +105,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	gzip "github.com/klauspost/compress/gzip"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -180,8 +181,9 @@ type Store struct {
 	maxStubs                     int
 	retry                        backoff // for BatchWriteItem's unprocessed items
 	gzipWriters, gzipReaders     sync.Pool
-	clientRegion, clientEndpoint string   // for String
-	conns                        *connSet // the SDK client's connections (Open's), closed by Close
+	scratch                      sync.Pool // *[]byte: items' JSON before compression
+	clientRegion, clientEndpoint string    // for String
+	conns                        *connSet  // the SDK client's connections (Open's), closed by Close
 }
 
 // Open opens the store named by a dynamodb:// URL (see the package
@@ -306,6 +308,7 @@ func newStore(db api, prefix string, o Options) *Store {
 	if s.maxStubs <= 0 {
 		s.maxStubs = DefaultMaxStubsPerSession
 	}
+	s.scratch.New = func() any { return new([]byte) }
 	s.gzipWriters.New = func() any {
 		w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // a valid level: no error
 		return w
