@@ -26,6 +26,7 @@ dynalite="$root/test/dynalite/node_modules/dynalite/cli.js"
 [[ -f $dynalite ]] || { echo "bench: dynalite not installed (make test-deps)" >&2; exit 1; }
 node --require "$root/test/dynalite/survive-aborted.cjs" "$dynalite" --port "$DDB" --host 127.0.0.1 --createTableMs 5 --deleteTableMs 5 --updateTableMs 5 >"$work/logs/dynalite.log" 2>&1 &
 pids+=($!)
+dynalite_pid=$!
 for _ in $(seq 50); do (echo >/dev/tcp/127.0.0.1/"$DDB") 2>/dev/null && break; sleep 0.1; done
 
 (cd "$root" && go build -o "$work/proxyctl" ./cmd/proxyctl)
@@ -39,6 +40,7 @@ pids+=($!)
 pids+=($!)
 "$work/proxyctl" forward http "${common[@]}" --listen "127.0.0.1:$DYN" --store "$ddb" 2>"$work/logs/dyn.log" &
 pids+=($!)
+dyn_pid=$!
 wait_http "$UP" "$MEM" "$BOLT" "$DYN"
 
 run_wrk() {
@@ -68,3 +70,7 @@ for r in $(seq "$ROUNDS"); do
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "median vs memory: bolt $(median "${rb[@]}")x, dynamo $(median "${rd[@]}")x"
+# CPU seconds (user+system) since start: how much of the 2 cores the
+# DynamoDB emulator took next to the proxy that used it.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14+$15)/hz}' "/proc/$1/stat"; }
+echo "CPU seconds over the whole run: dynalite $(cpu_s "$dynalite_pid"), proxyctl on dynamo $(cpu_s "$dyn_pid")"
