@@ -511,7 +511,9 @@ func BenchmarkPublishSpilling(b *testing.B) {
 	b.StopTimer()
 	close(gate)
 	cancel()
-	if err := <-errc; err != nil {
+	// A second of publishing spills millions of items; reading them all
+	// back may outlast the drain deadline, and is not what this measures.
+	if err := <-errc; err != nil && !errors.Is(err, ErrDrainTimeout) {
 		b.Fatal(err)
 	}
 }

@@ -2,16 +2,18 @@ package capture
 
 import (
 	"bufio"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 )
 
-// spill is a Block sink's overflow: a temporary file of JSON lines, one item
-// a line, appended by publishers and read back in order by the sink's
+// spill is a Block sink's overflow: a temporary file of records, each an
+// item's binary encoding (binary.go) after its uvarint length, appended by
+// publishers and read back in order by the sink's
 // goroutine. The file is unlinked as soon as it is open (where the OS
 // allows), so a crash leaves nothing behind, and it is truncated every time
 // the reader catches up, so it only ever holds the current backlog.
@@ -25,7 +27,8 @@ type spill struct {
 	buf  []byte   // encoding buffer, reused (under the sink's lock)
 	rf   *os.File // the reader's descriptor
 	r    *bufio.Reader
-	n    int // records written and not yet consumed
+	rbuf []byte // the reader's record buffer, reused
+	n    int    // records written and not yet consumed
 }
 
 func newSpill(dir, sink string) (*spill, error) {
@@ -35,7 +38,7 @@ func newSpill(dir, sink string) (*spill, error) {
 		}
 		return r
 	}, sink)
-	wf, err := os.CreateTemp(dir, "proxyctl-capture-"+name+"-*.jsonl")
+	wf, err := os.CreateTemp(dir, "proxyctl-capture-"+name+"-*.spill")
 	if err != nil {
 		return nil, fmt.Errorf("create spill file: %w", err)
 	}
@@ -62,15 +65,20 @@ func (sp *spill) pending() int {
 	return sp.n
 }
 
-// write appends one item as a JSON line. It runs on the publisher's
-// goroutine while the sink is behind, so it uses AppendJSON (a quarter of
-// encoding/json's cost) into a reused buffer.
+// write appends one item. It runs on the publisher's goroutine while the
+// sink is behind, so it uses the binary encoding (a tenth of AppendJSON's
+// cost, and its decoding a tenth of encoding/json's) into a reused buffer.
 func (sp *spill) write(it *Item) error {
-	if err := it.CheckJSON(); err != nil {
-		return fmt.Errorf("write spill file: %w", err)
-	}
-	sp.buf = append(it.AppendJSON(sp.buf[:0]), '\n')
-	if _, err := sp.w.Write(sp.buf); err != nil {
+	// Room for the length in front, then the item; the length is put
+	// where it ends up once the item's size is known.
+	sp.buf = append(sp.buf[:0], make([]byte, binary.MaxVarintLen64)...)
+	sp.buf, _ = it.AppendBinary(sp.buf)
+	n := len(sp.buf) - binary.MaxVarintLen64
+	var lb [binary.MaxVarintLen64]byte
+	head := binary.PutUvarint(lb[:], uint64(n)) //nolint:gosec // a length
+	rec := sp.buf[binary.MaxVarintLen64-head:]
+	copy(rec, lb[:head])
+	if _, err := sp.w.Write(rec); err != nil {
 		return fmt.Errorf("write spill file: %w", err)
 	}
 	if cap(sp.buf) > 1<<20 {
@@ -91,13 +99,16 @@ func (sp *spill) flush() error {
 // read appends the next k records to buf. The caller has flushed them.
 func (sp *spill) read(buf []*Item, k int) ([]*Item, error) {
 	for range k {
-		line, err := sp.r.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// A record longer than the buffer: collect it whole.
-			head := append([]byte(nil), line...)
-			var rest []byte
-			rest, err = sp.r.ReadBytes('\n')
-			line = append(head, rest...)
+		n, err := binary.ReadUvarint(sp.r)
+		if err == nil && n > math.MaxInt32 {
+			err = fmt.Errorf("record of %d bytes", n)
+		}
+		if err == nil {
+			if uint64(cap(sp.rbuf)) < n {
+				sp.rbuf = make([]byte, n)
+			}
+			sp.rbuf = sp.rbuf[:n]
+			_, err = io.ReadFull(sp.r, sp.rbuf)
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
@@ -106,10 +117,13 @@ func (sp *spill) read(buf []*Item, k int) ([]*Item, error) {
 			return buf, fmt.Errorf("read spill file: %w", err)
 		}
 		it := new(Item)
-		if err := json.Unmarshal(line, it); err != nil {
+		if err := it.UnmarshalBinary(sp.rbuf); err != nil {
 			return buf, fmt.Errorf("decode spill record: %w", err)
 		}
 		buf = append(buf, it)
+	}
+	if cap(sp.rbuf) > 1<<20 {
+		sp.rbuf = nil // do not keep a large body's buffer
 	}
 	return buf, nil
 }
