@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -229,6 +230,9 @@ func stringValue(v []byte) (string, bool) {
 	if len(v) < 2 || v[0] != '"' {
 		return "", false
 	}
+	if string(v) == `"2.0"` {
+		return "2.0", true // the "jsonrpc" member of every message: no allocation
+	}
 	if bytes.IndexByte(v, '\\') < 0 && utf8.Valid(v) {
 		return string(v[1 : len(v)-1]), true
 	}
@@ -332,6 +336,13 @@ func skipContainer(d []byte, i, depth int) (int, error) {
 // skipString validates the string starting at the quote d[i].
 func skipString(d []byte, i int) (int, error) {
 	i++
+	if i+8 <= len(d) { // most strings (member names) end in their first word
+		if m := special(binary.LittleEndian.Uint64(d[i:])); m != 0 {
+			if j := i + bits.TrailingZeros64(m)/8; d[j] == '"' {
+				return j + 1, nil
+			}
+		}
+	}
 	q, bs := -1, -1 // see plainEnd
 	for i < len(d) {
 		i = plainEnd(d, i, &q, &bs)
@@ -371,24 +382,35 @@ func skipString(d []byte, i int) (int, error) {
 // plainEnd returns the offset of the first byte from d[i] on that ends the
 // plain part of a string ('"', '\\' or a control character), or len(d).
 // The first bytes go a word at a time (member names and short values end
-// there). A longer run goes a window at a time, so that the data stays in
-// cache: bytes.IndexByte (vectorized) finds '"' and '\\', and a light word
-// scan the control characters before them. *q and *bs keep where the last
-// searches for '"' and '\\' stopped (the byte found or the window's end),
-// so that a string with many escapes is still scanned in linear time.
+// there), the last few of d a byte at a time. A longer run goes a window at
+// a time, so that the data stays in cache: bytes.IndexByte (vectorized)
+// finds '"', then '\\' before it, and a light word scan the control
+// characters before both. *q and *bs keep where the last searches for '"'
+// and '\\' stopped (the byte found, the window's end, or for '\\' the
+// quote), so that a string with many escapes is still scanned in linear
+// time, and so are many strings: the search for '\\' never runs past the
+// end of the string.
 func plainEnd(d []byte, i int, q, bs *int) int {
 	for k := 0; k < 8 && i+8 <= len(d); k++ {
-		if hasSpecial(binary.LittleEndian.Uint64(d[i:])) {
-			return plainEndBytes(d, i)
+		if m := special(binary.LittleEndian.Uint64(d[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
 		}
 		i += 8
+	}
+	if len(d)-i < 8 {
+		// The last bytes of the data (the end of a message is near).
+		for i < len(d) && d[i] >= 0x20 && d[i] != '"' && d[i] != '\\' {
+			i++
+		}
+		return i
 	}
 	for {
 		if *q <= i {
 			*q = indexWindow(d, i, '"')
 		}
 		if *bs <= i {
-			*bs = indexWindow(d, i, '\\')
+			// Only up to the quote: past it is another string's business.
+			*bs = indexWindow(d[:*q], i, '\\')
 		}
 		end := min(*q, *bs)
 		if c := indexControl(d[i:end]); c >= 0 {
@@ -412,18 +434,21 @@ func indexWindow(d []byte, i int, c byte) int {
 	return i + len(w)
 }
 
-func plainEndBytes(d []byte, i int) int {
-	for i < len(d) && d[i] >= 0x20 && d[i] != '"' && d[i] != '\\' {
-		i++
-	}
-	return i
-}
-
 // indexControl returns the offset of the first byte < 0x20 in w, or -1.
 func indexControl(w []byte) int {
 	const lo, hi = 0x0101010101010101, 0x8080808080808080
 	const ctl = lo * 0x20
 	v := w
+	for len(v) >= 64 {
+		a, b := binary.LittleEndian.Uint64(v[0:8]), binary.LittleEndian.Uint64(v[8:16])
+		c, d := binary.LittleEndian.Uint64(v[16:24]), binary.LittleEndian.Uint64(v[24:32])
+		e, f := binary.LittleEndian.Uint64(v[32:40]), binary.LittleEndian.Uint64(v[40:48])
+		g, h := binary.LittleEndian.Uint64(v[48:56]), binary.LittleEndian.Uint64(v[56:64])
+		if ((a-ctl)&^a|(b-ctl)&^b|(c-ctl)&^c|(d-ctl)&^d|(e-ctl)&^e|(f-ctl)&^f|(g-ctl)&^g|(h-ctl)&^h)&hi != 0 {
+			break
+		}
+		v = v[64:]
+	}
 	for len(v) >= 32 {
 		a, b := binary.LittleEndian.Uint64(v[0:8]), binary.LittleEndian.Uint64(v[8:16])
 		c, d := binary.LittleEndian.Uint64(v[16:24]), binary.LittleEndian.Uint64(v[24:32])
@@ -440,17 +465,18 @@ func indexControl(w []byte) int {
 	return -1
 }
 
-// hasSpecial reports whether a word holds a byte that ends the fast string
-// scan: '"', '\\' or a control character (< 0x20). SWAR: exact as to
-// whether such a byte exists.
-func hasSpecial(x uint64) bool {
+// special flags (with their high bit) the bytes of a little-endian word
+// that end the fast string scan: '"', '\\' and control characters (< 0x20).
+// SWAR: the lowest flag is exact, the first such byte (a borrow can flag a
+// byte above a match, never one below).
+func special(x uint64) uint64 {
 	const lo, hi = 0x0101010101010101, 0x8080808080808080
 	less := (x - lo*0x20) &^ x
 	q := x ^ (lo * '"')
 	quote := (q - lo) &^ q
 	b := x ^ (lo * '\\')
 	bs := (b - lo) &^ b
-	return (less|quote|bs)&hi != 0
+	return (less | quote | bs) & hi
 }
 
 func isHex(c byte) bool {

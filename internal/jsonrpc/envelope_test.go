@@ -2,8 +2,10 @@ package jsonrpc
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"math/bits"
 	"strings"
 	"testing"
 )
@@ -144,18 +146,38 @@ func FuzzPeek(f *testing.F) {
 	})
 }
 
-func TestHasSpecial(t *testing.T) {
-	for pos := range 8 {
-		for c := range 256 {
-			w := []byte("aaaaaaaa")
-			w[pos] = byte(c)
-			x := uint64(0)
-			for i := 7; i >= 0; i-- {
-				x = x<<8 | uint64(w[i])
-			}
-			want := c < 0x20 || c == '"' || c == '\\'
-			if got := hasSpecial(x); got != want {
-				t.Fatalf("byte %#x at %d: got %v, want %v", c, pos, got, want)
+// TestSpecial checks that the lowest byte special flags is the first byte
+// that ends the string scan, for every pair of bytes at every pair of
+// positions in a word (a borrow only ever runs upwards).
+func TestSpecial(t *testing.T) {
+	isSpecial := func(c byte) bool { return c < 0x20 || c == '"' || c == '\\' }
+	for p1 := range 8 {
+		for p2 := p1 + 1; p2 < 9; p2++ { // p2 == 8: one byte only
+			for c1 := range 256 {
+				for c2 := range 256 {
+					if p2 == 8 && c2 > 0 {
+						break
+					}
+					w := []byte("aaaaaaaa")
+					w[p1] = byte(c1)
+					if p2 < 8 {
+						w[p2] = byte(c2)
+					}
+					want := 8
+					for i, c := range w {
+						if isSpecial(c) {
+							want = i
+							break
+						}
+					}
+					got := 8
+					if m := special(binary.LittleEndian.Uint64(w)); m != 0 {
+						got = bits.TrailingZeros64(m) / 8
+					}
+					if got != want {
+						t.Fatalf("word %q: first special byte at %d, want %d", w, got, want)
+					}
+				}
 			}
 		}
 	}
@@ -175,17 +197,28 @@ func BenchmarkPeek(b *testing.B) {
 // of the string scan (words, the short prefix, search windows) in long
 // strings, and compares with encoding/json.
 func TestPeekLongStrings(t *testing.T) {
-	for _, n := range []int{31, 32, 33, 40, 64, 100, 4096, 16<<10 - 1, 16 << 10, 16<<10 + 1, 40 << 10} {
-		for _, at := range []int{0, 1, 7, 8, 31, 32, 33, 39, 40, n / 2, n - 16<<10, 16<<10 - 1, 16 << 10, 16<<10 + 1, n - 2, n - 1} {
-			if at < 0 || at >= n {
+	var sc scanner
+	for _, n := range []int{0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 15, 16, 17, 31, 32, 33, 40, 64, 100, 4096, 16<<10 - 1, 16 << 10, 16<<10 + 1, 40 << 10} {
+		for _, at := range []int{0, 1, 2, 5, 6, 7, 8, 9, 15, 16, 31, 32, 33, 39, 40, 63, 64, 65, n / 2, n - 16<<10,
+			16<<10 - 1, 16 << 10, 16<<10 + 1, 16<<10 + 63, 16<<10 + 64, 16<<10 + 65, n - 2, n - 1, n} {
+			if at < 0 || at > n {
 				continue
 			}
 			for _, special := range []string{"\x01", "\x1f", `"`, `\`, `\n`, `\u00e9`, `\"`, "\t"} {
 				body := []byte(strings.Repeat("a", n))
-				msg := []byte(`{"s":"` + string(body[:at]) + special + string(body[at:]) + `"}`)
-				_, err := Peek(msg)
-				if got, want := err == nil, json.Valid(msg); got != want {
-					t.Fatalf("n=%d at=%d special %q: Peek valid %v, json.Valid %v (%v)", n, at, special, got, want, err)
+				s := string(body[:at]) + special + string(body[at:])
+				// As a member name and as a value, at the end of the message
+				// and followed by more; last, the special byte where the
+				// closing quote would be.
+				for _, msg := range []string{`{"s":"` + s + `"}`, `["` + s + `"]`, `{"` + s + `":1}`, `{"a":["` + s + `",1,"b"],"c":2}`,
+					`["` + string(body[:at]) + special + `,1]`} {
+					_, err := Peek([]byte(msg))
+					if got, want := err == nil, json.Valid([]byte(msg)); got != want {
+						t.Fatalf("n=%d at=%d special %q in %.40q: Peek valid %v, json.Valid %v (%v)", n, at, special, msg, got, want, err)
+					}
+					if msg[0] == '{' && msg[1] == '"' && msg[2] == 's' {
+						checkScan(t, &sc, []byte(msg), len(msg)/2) // the scanner scans strings as Peek does
+					}
 				}
 			}
 		}

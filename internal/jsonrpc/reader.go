@@ -59,12 +59,22 @@ type Reader struct {
 	// MaxSize is the longest line accepted, in bytes, not counting the "\n";
 	// zero means DefaultMaxSize.
 	MaxSize int64
+	// Validate makes the Reader check each line for Envelope while its
+	// bytes arrive, between reads, rather than all at once when the line
+	// ends: the check of a long message overlaps its transfer.
+	Validate bool
 
 	rd      io.Reader
 	buf     []byte
 	r, w    int   // buffered data is buf[r:w]
 	scanned int   // buf[r:r+scanned] holds no "\n"
 	err     error // from rd, returned once the buffer is used up
+
+	sc      scanner  // the line being read, when Validate is set
+	last    []byte   // the line ReadMessage returned last
+	env     Envelope // Envelope's result for last, once envDone
+	envErr  error
+	envDone bool
 }
 
 // NewReader returns a Reader over r with the given limit (0: DefaultMaxSize).
@@ -88,14 +98,50 @@ func (r *Reader) limit() int64 {
 // middle of a line; io.EOF at a clean end; any other error of the
 // underlying reader, possibly with the partial line read so far.
 func (r *Reader) ReadMessage() ([]byte, error) {
+	line, err := r.readMessage()
+	r.last, r.envDone = line, false
+	if line == nil {
+		r.sc.reset() // it saw a line that is not returned (too long)
+	}
+	return line, err
+}
+
+// Envelope returns what Peek returns for the message ReadMessage returned
+// last (data returned with an error included; an empty message after an
+// error without data). With Validate set, most of the work was done while
+// the message arrived. The Envelope aliases the message and is valid as
+// long as it is.
+func (r *Reader) Envelope() (Envelope, error) {
+	if !r.envDone {
+		if r.Validate {
+			r.env, r.envErr = r.sc.finish(r.last)
+		} else {
+			r.env, r.envErr = Peek(r.last)
+		}
+		r.envDone = true
+	}
+	return r.env, r.envErr
+}
+
+func (r *Reader) readMessage() ([]byte, error) {
 	limit := r.limit()
+	if r.Validate {
+		r.sc.reset()
+	}
 	if r.r == r.w {
 		r.r, r.w, r.scanned = 0, 0, 0
 		if len(r.buf) > keepBuf {
 			r.buf = nil // do not hold on to the memory of a huge line
 		}
 	}
-	for empty := 0; ; {
+	for empty, partial := 0, false; ; {
+		if partial && r.Validate {
+			// Check what has come of the line as it comes, so that the
+			// check overlaps the transfer; the scanner stops at the
+			// newline, so the search for it resumes where the scan ends.
+			r.sc.feed(r.buf[r.r:r.w])
+			r.scanned = max(r.scanned, r.sc.pos)
+		}
 		if i := bytes.IndexByte(r.buf[r.r+r.scanned:r.w], '\n'); i >= 0 {
 			end := r.r + r.scanned + i
 			line := r.buf[r.r:end]
@@ -118,6 +164,7 @@ func (r *Reader) ReadMessage() ([]byte, error) {
 		n, err := r.rd.Read(r.buf[r.w:])
 		r.w += n
 		r.err = err
+		partial = true
 		if n == 0 && err == nil {
 			if empty++; empty >= 100 {
 				r.err = io.ErrNoProgress

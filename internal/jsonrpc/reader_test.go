@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -39,6 +40,13 @@ func readAll(t testing.TB, r *Reader) (msgs []string, errs []error) {
 		}
 		if i%2 == 1 {
 			r.LineBuffered() // must not change what comes next
+		}
+		if i%3 != 2 { // sometimes not asked for
+			env, perr := r.Envelope()
+			wantEnv, wantErr := Peek(m)
+			if !reflect.DeepEqual(env, wantEnv) || !sameErr(perr, wantErr) {
+				t.Fatalf("message %d %.60q: Envelope %+v, %v; Peek %+v, %v", i, m, env, perr, wantEnv, wantErr)
+			}
 		}
 		msgs = append(msgs, string(m))
 		errs = append(errs, err)
@@ -94,6 +102,7 @@ func checkLines(t testing.TB, input []byte, limit int64, msgs []string, errs []e
 
 func TestReaderLines(t *testing.T) {
 	long := strings.Repeat("x", 200<<10) // spans several bufio buffers
+	longJSON := `{"jsonrpc":"2.0","id":7,"result":{"text":"` + strings.Repeat(`lorem \"ipsum\" é `, 12<<10) + `"},"x":[1,-2.5e3,true,null]}`
 	tests := []struct {
 		name  string
 		in    string
@@ -111,6 +120,9 @@ func TestReaderLines(t *testing.T) {
 		{"too long spanning", long + "\n{}\n", 100 << 10},
 		{"too long at eof", "{}\n" + long, 100 << 10},
 		{"exact limit", "0123456789\n01234567890\n", 10},
+		{"long JSON", longJSON + "\n" + longJSON + "\r\n{}\n" + longJSON[:1000] + "\n" + longJSON, 0},
+		{"long JSON, spaces", "{ \"id\" :  1 ,\t\"method\":\"m\", \"params\":" + longJSON + "  \r \r\n", 0},
+		{"long JSON too long", longJSON + "\n{}\n", 100 << 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -120,9 +132,13 @@ func TestReaderLines(t *testing.T) {
 				iotest.HalfReader(strings.NewReader(tt.in)),
 			} {
 				rd := NewReader(r, tt.limit)
+				rd.Validate = true
 				msgs, errs := readAll(t, rd)
 				checkLines(t, []byte(tt.in), rd.limit(), msgs, errs)
 			}
+			rd := NewReader(strings.NewReader(tt.in), tt.limit) // Envelope calls Peek
+			msgs, errs := readAll(t, rd)
+			checkLines(t, []byte(tt.in), rd.limit(), msgs, errs)
 		})
 	}
 }
@@ -188,6 +204,8 @@ func FuzzReader(f *testing.F) {
 	f.Add([]byte("héllo\nwörld"), uint64(2), uint16(3))
 	f.Add([]byte("\n\n\r\n"), uint64(3), uint16(1))
 	f.Add(bytes.Repeat([]byte("x"), 5000), uint64(4), uint16(100))
+	f.Add([]byte("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"a\":[1,2.5,\"\\u00e9\"]}}\r\n[1]\n\"s\"\n{\"a\""), uint64(5), uint16(0))
+	f.Add([]byte("{\"result\":\""+strings.Repeat("ab\\\"c", 300)+"\"}\n{\"a\":tru}\n{\"x\":1\n"), uint64(6), uint16(0))
 	f.Fuzz(func(t *testing.T, data []byte, seed uint64, limit uint16) {
 		lim := int64(limit)
 		if lim == 0 {
@@ -195,6 +213,7 @@ func FuzzReader(f *testing.F) {
 		}
 		cr := &chunkReader{data: data, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 		r := NewReader(cr, lim)
+		r.Validate = seed%4 != 0
 		msgs, errs := readAll(t, r)
 		checkLines(t, data, lim, msgs, errs)
 	})

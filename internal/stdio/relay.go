@@ -348,6 +348,7 @@ func (s *runState) clientToChild(ctx context.Context) error {
 		return nil
 	}
 	rd := jsonrpc.NewReader(s.r.Stdin, s.maxSize)
+	rd.Validate = true
 	for {
 		msg, err := rd.ReadMessage()
 		if err != nil {
@@ -356,7 +357,7 @@ func (s *runState) clientToChild(ctx context.Context) error {
 				continue
 			}
 			if len(msg) > 0 {
-				s.lastLine(ctx, msg, ClientToServer)
+				s.lastLine(ctx, rd, msg, ClientToServer)
 			}
 			s.toChild.Close()
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -364,7 +365,7 @@ func (s *runState) clientToChild(ctx context.Context) error {
 			}
 			return fmt.Errorf("read client: %w", err)
 		}
-		if err := s.handle(ctx, msg, ClientToServer); err != nil {
+		if err := s.handle(ctx, rd, msg, ClientToServer); err != nil {
 			return err
 		}
 		if !rd.LineBuffered() {
@@ -379,6 +380,7 @@ func (s *runState) clientToChild(ctx context.Context) error {
 // stdout ends.
 func (s *runState) childToClient(ctx context.Context, out io.Reader) error {
 	rd := jsonrpc.NewReader(out, s.maxSize)
+	rd.Validate = true
 	for {
 		msg, err := rd.ReadMessage()
 		if err != nil {
@@ -387,7 +389,7 @@ func (s *runState) childToClient(ctx context.Context, out io.Reader) error {
 				continue
 			}
 			if len(msg) > 0 {
-				s.lastLine(ctx, msg, ServerToClient)
+				s.lastLine(ctx, rd, msg, ServerToClient)
 			}
 			ferr := s.toClient.Flush()
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -398,7 +400,7 @@ func (s *runState) childToClient(ctx context.Context, out io.Reader) error {
 			}
 			return errors.Join(err, ferr)
 		}
-		if err := s.handle(ctx, msg, ServerToClient); err != nil {
+		if err := s.handle(ctx, rd, msg, ServerToClient); err != nil {
 			return err
 		}
 		if !rd.LineBuffered() {
@@ -411,23 +413,24 @@ func (s *runState) childToClient(ctx context.Context, out io.Reader) error {
 
 // lastLine deals with data after the last newline of a stream: forwarded
 // if it is a whole message, else reported.
-func (s *runState) lastLine(ctx context.Context, msg []byte, dir Direction) {
-	if _, err := jsonrpc.Peek(msg); err != nil {
+func (s *runState) lastLine(ctx context.Context, rd *jsonrpc.Reader, msg []byte, dir Direction) {
+	if _, err := rd.Envelope(); err != nil {
 		s.r.stats.invalid.Add(1)
 		s.log.Warn().Str("direction", string(dir)).Int("bytes", len(msg)).
 			Msg("stream ended in the middle of a message; dropped it")
 		return
 	}
-	_ = s.handle(ctx, msg, dir)
+	_ = s.handle(ctx, rd, msg, dir)
 }
 
-// handle routes one message travelling in direction dir. It returns an error
-// only when the destination cannot be written.
-func (s *runState) handle(ctx context.Context, msg []byte, dir Direction) error {
+// handle routes one message, the last one rd returned, travelling in
+// direction dir. It returns an error only when the destination cannot be
+// written.
+func (s *runState) handle(ctx context.Context, rd *jsonrpc.Reader, msg []byte, dir Direction) error {
 	if isBlank(msg) {
 		return nil
 	}
-	env, err := jsonrpc.Peek(msg)
+	env, err := rd.Envelope() // checked as it arrived
 	if err != nil {
 		s.r.stats.invalid.Add(1)
 		s.log.Warn().Str("direction", string(dir)).Int("bytes", len(msg)).

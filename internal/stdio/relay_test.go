@@ -257,6 +257,48 @@ func TestNotJSON(t *testing.T) {
 	}
 }
 
+// TestLongLinesArriveInPieces sends long lines in small pieces, so that the
+// relay checks them while they arrive: the valid ones pass whole, those that
+// turn out invalid (at their very end, or in the middle) never reach the
+// child.
+func TestLongLinesArriveInPieces(t *testing.T) {
+	h := start(t, "echo", nil)
+	text := strings.Repeat(`lorem \"ipsum\" dolor é 世界 \u00e9\n`, 8<<10)
+	valid := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"text":"` + text + `","n":[1,-2.5e3,true,null]}}`
+	crlf := `{"jsonrpc":"2.0","id":2,"method":"m","params":{"text":"` + text + `"}}`
+	small := `{"jsonrpc":"2.0","id":3,"method":"ping"}`
+	input := strings.Join([]string{
+		valid,
+		valid[:len(valid)-1] + "x", // invalid at its last byte
+		valid[:len(valid)/2] + "\x01" + valid[len(valid)/2:], // a control character in a string
+		crlf + "\r",
+		small,
+	}, "\n") + "\n"
+	go func() {
+		for b := []byte(input); len(b) > 0; {
+			n := min(777, len(b))
+			if _, err := h.in.Write(b[:n]); err != nil {
+				return
+			}
+			b = b[n:]
+		}
+	}()
+	for _, want := range []string{valid, crlf, small} {
+		if got := h.recv(); got != want {
+			t.Fatalf("got %d bytes %.60q, want %d bytes %.60q", len(got), got, len(want), want)
+		}
+	}
+	_ = h.in.Close()
+	h.wait()
+	if st := h.relay.Stats(); st.Invalid != 2 || st.ClientMessages != 3 || st.ChildMessages != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	if logs := h.log.String(); !strings.Contains(logs, fmt.Sprintf(`"bytes":%d`, len(valid))) ||
+		!strings.Contains(logs, fmt.Sprintf(`"bytes":%d`, len(valid)+1)) {
+		t.Fatalf("log does not give the sizes of the invalid lines: %s", logs)
+	}
+}
+
 func TestOrdering(t *testing.T) {
 	h := start(t, "echo", nil)
 	const n = 1000
