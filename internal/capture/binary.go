@@ -180,7 +180,7 @@ func (r *binReader) str() string { return string(r.bytes()) }
 // count reads a number of following entries, each at least min bytes long.
 func (r *binReader) count(minLen int) int {
 	n := r.uvarint()
-	if n > uint64(len(r.b)/minLen) {
+	if n > uint64(len(r.b)/minLen) { //nolint:gosec // a length is not negative
 		r.fail()
 		return 0
 	}

@@ -100,7 +100,11 @@ const (
 	maxSegmentSize = 64 << 20
 )
 
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
+// checksum is a record body's CRC-32C (MakeTable caches the Castagnoli
+// table after the first call).
+func checksum(body []byte) uint32 {
+	return crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli))
+}
 
 // Options bounds a Log.
 type Options struct {
@@ -281,7 +285,7 @@ func (l *Log) replay(seg *segment, last bool) error {
 			body = body[:size]
 			if _, err := io.ReadFull(r, body); err != nil {
 				torn = "incomplete record"
-			} else if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(rh[4:]) {
+			} else if checksum(body) != binary.LittleEndian.Uint32(rh[4:]) {
 				torn = "record checksum mismatch"
 			}
 		}
@@ -461,7 +465,7 @@ func appendFrontier(dst []byte, frontier uint64) []byte {
 func sealRecord(rec []byte) {
 	body := rec[recordHeaderLen:]
 	binary.LittleEndian.PutUint32(rec, uint32(len(body))) //nolint:gosec // checked against MaxInt32
-	binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(body, crcTable))
+	binary.LittleEndian.PutUint32(rec[4:], checksum(body))
 }
 
 // dropEmpty removes the segments, but the active one, that hold no stored
