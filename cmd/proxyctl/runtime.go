@@ -94,7 +94,7 @@ func (l *limitFlags) validate() (session.Config, []ratelimit.Spec, error) {
 func openStoreContext(ctx context.Context, raw string) (store.Store, error) {
 	switch {
 	case isMemoryStore(raw):
-		r, err := parseRetention(strings.TrimPrefix(raw, "memory"))
+		r, err := parseRetention(strings.TrimPrefix(raw, "memory"), false)
 		if err != nil {
 			return nil, err
 		}
@@ -104,11 +104,13 @@ func openStoreContext(ctx context.Context, raw string) (store.Store, error) {
 		if path == "" {
 			return nil, config.Usagef("store", "--store bolt:PATH needs a path")
 		}
-		r, err := parseRetention("?" + query)
+		r, err := parseRetention("?"+query, true)
 		if err != nil {
 			return nil, err
 		}
-		st, err := boltstore.Open(path, boltstore.Options{MaxTrafficItems: r.items, MaxTrafficBytes: r.bytes})
+		st, err := boltstore.Open(path, boltstore.Options{
+			MaxTrafficItems: r.items, MaxTrafficBytes: r.bytes, TrafficSyncInterval: r.sync,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
@@ -131,13 +133,16 @@ func openStoreContext(ctx context.Context, raw string) (store.Store, error) {
 func isMemoryStore(raw string) bool { return raw == "memory" || strings.HasPrefix(raw, "memory?") }
 
 // retention is the traffic bound of an embedded store URL:
-// ?max-traffic-items=N&max-traffic-size=SIZE (0: the store's default).
+// ?max-traffic-items=N&max-traffic-size=SIZE (0: the store's default), and
+// for bolt &traffic-sync=DURATION, how long captured traffic may wait for
+// its fsync (0: every write; boltstore.Options.TrafficSyncInterval).
 type retention struct {
 	items int
 	bytes int64
+	sync  time.Duration // boltstore's encoding: 0 the default, < 0 every write
 }
 
-func parseRetention(query string) (retention, error) {
+func parseRetention(query string, bolt bool) (retention, error) {
 	var r retention
 	q, err := url.ParseQuery(strings.TrimPrefix(query, "?"))
 	if err != nil {
@@ -161,8 +166,27 @@ func parseRetention(query string) (retention, error) {
 				return r, config.Usagef("store", "--store: max-traffic-size: %v", err)
 			}
 			r.bytes = n
+		case "traffic-sync":
+			d, err := time.ParseDuration(val)
+			if err == nil && d < 0 {
+				err = errors.New("must not be negative")
+			}
+			if err != nil || !bolt {
+				if err == nil {
+					err = errors.New("only the bolt store syncs traffic to disk")
+				}
+				return r, config.Usagef("store", "--store: traffic-sync: %v", err)
+			}
+			r.sync = d
+			if d == 0 {
+				r.sync = -1
+			}
 		default:
-			return r, config.Usagef("store", "--store: unknown parameter %q (want max-traffic-items or max-traffic-size)", k)
+			want := "max-traffic-items or max-traffic-size"
+			if bolt {
+				want = "max-traffic-items, max-traffic-size or traffic-sync"
+			}
+			return r, config.Usagef("store", "--store: unknown parameter %q (want %s)", k, want)
 		}
 	}
 	return r, nil

@@ -273,11 +273,12 @@ func newStoreCmd(f *factory) *cobra.Command {
 		Short: "Create the store's tables or file (idempotent)",
 		Long: `init creates what --store needs: the DynamoDB tables (sessions, stubs,
 proxy-traffic, with the table prefix; waits until they are ACTIVE), or the
-bolt file and its directory. Running it again changes nothing.`,
+bolt file, its directory and its traffic directory. Running it again
+changes nothing.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if isMemoryStore(f.global.Store) {
-				if _, err := parseRetention(strings.TrimPrefix(f.global.Store, "memory")); err != nil {
+				if _, err := parseRetention(strings.TrimPrefix(f.global.Store, "memory"), false); err != nil {
 					return err
 				}
 				_, _ = fmt.Fprintln(f.Stdout, "the memory store needs no initialization")
