@@ -3,10 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -39,14 +37,7 @@ func bigUpstream(t *testing.T) (*testutil.Upstream, <-chan error) {
 			return
 		}
 		w.Header().Set("Content-Length", strconv.Itoa(bigSize))
-		chunk := bytes.Repeat([]byte("x"), 32<<10)
-		for n := 0; n < bigSize; n += len(chunk) {
-			if _, err := w.Write(chunk); err != nil {
-				ended <- err
-				return
-			}
-		}
-		ended <- nil
+		ended <- testutil.WriteBig(w, bigSize)
 	})
 	return up, ended
 }
@@ -54,39 +45,11 @@ func bigUpstream(t *testing.T) (*testutil.Upstream, <-chan error) {
 // stalledReader asks for path with a small receive buffer and never reads.
 func stalledReader(t *testing.T, proxy, path string) *testutil.RawConn {
 	t.Helper()
-	c := testutil.DialRaw(t, proxy)
-	_ = c.Conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+	c := testutil.DialSmall(t, proxy)
 	if err := c.Send("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	return c
-}
-
-// upstreamAborted waits for the upstream's big response to fail.
-func upstreamAborted(t *testing.T, ended <-chan error) {
-	t.Helper()
-	select {
-	case err := <-ended:
-		if err == nil {
-			t.Fatal("the upstream wrote its whole response to a client that reads nothing")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the upstream was still writing 10 s later: the exchange was not aborted (--client-send-timeout 300ms)")
-	}
-}
-
-// wantCut reads, at last, what the proxy sent: the connection must be
-// closed before the whole response (size bytes of body) went out.
-func wantCut(t *testing.T, c *testutil.RawConn, size int) {
-	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, err := io.Copy(io.Discard, c.Conn)
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatal("the connection is still open")
-	}
-	if n >= int64(size) {
-		t.Fatalf("the client read %d bytes: the whole response", n)
-	}
 }
 
 // wantSendTimeouts waits (up to 5 s) for an instance's /metrics to count n
@@ -121,9 +84,9 @@ func TestSlowReaderSendTimeout(t *testing.T) {
 		up, ended := bigUpstream(t)
 		r := startProxyCmd(t, "forward", "--target", up.URL, "--store", "memory", "--client-send-timeout", "300ms")
 		c := stalledReader(t, r.proxy, "/big")
-		upstreamAborted(t, ended)
+		testutil.WantAborted(t, ended, "--client-send-timeout 300ms")
 		waitTrafficError(t, r.admin, "response send timed out")
-		wantCut(t, c, bigSize)
+		c.WantCut(t, bigSize)
 		wantSendTimeouts(t, r.admin, 1)
 		stillServes(t, r.proxy, up)
 	})
@@ -133,9 +96,9 @@ func TestSlowReaderSendTimeout(t *testing.T) {
 		up, ended := bigUpstream(t)
 		r := startProxyCmd(t, "record", "--target", up.URL, "--store", "memory", "--client-send-timeout", "300ms", "--tape", tp)
 		c := stalledReader(t, r.proxy, "/big")
-		upstreamAborted(t, ended)
+		testutil.WantAborted(t, ended, "--client-send-timeout 300ms")
 		waitTrafficError(t, r.admin, "response send timed out")
-		wantCut(t, c, bigSize)
+		c.WantCut(t, bigSize)
 		stillServes(t, r.proxy, up)
 		if code := r.wait(t); code != 0 {
 			t.Fatalf("record exit %d: %s", code, r.stderr)
@@ -155,7 +118,7 @@ func TestSlowReaderSendTimeout(t *testing.T) {
 		r := startReplayTuned(t, func(o *forwardHTTPOptions) { o.ClientSendTimeout = 300 * time.Millisecond }, har)
 		c := stalledReader(t, r.proxy, "/big")
 		waitTrafficError(t, r.admin, "response send timed out")
-		wantCut(t, c, size)
+		c.WantCut(t, size)
 		wantSendTimeouts(t, r.admin, 1)
 		c = testutil.DialRaw(t, r.proxy)
 		_ = c.Send("GET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
