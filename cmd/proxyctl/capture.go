@@ -92,6 +92,12 @@ func tapeOpenError(err error) error {
 // sinks still hold; what is left then is counted as dropped and reported.
 const drainTimeout = 60 * time.Second
 
+// captureLinger is how long a capture sink lets items gather after a short
+// batch (capture.Pipeline.Linger): under load, the tape and the store then
+// write a batch every few milliseconds instead of every few items. It is
+// the most it delays an item on the live stream.
+const captureLinger = 5 * time.Millisecond
+
 // tapeMetaRedactJSON is the tape header meta key listing the recorder's
 // --redact-json paths (a JSON array).
 const tapeMetaRedactJSON = "redactJson"
@@ -151,7 +157,7 @@ func (rt *proxyRuntime) newCapture(f *factory, o captureOptions) (*captureRuntim
 		log: log,
 		// A store that fell behind (bolt under heavy load) may hold a
 		// backlog at shutdown: give it time to write it (the tape keeps up).
-		Pipeline:  &capture.Pipeline{Log: log, ShutdownTimeout: drainTimeout},
+		Pipeline:  &capture.Pipeline{Log: log, ShutdownTimeout: drainTimeout, Linger: captureLinger},
 		Stamper:   new(capture.Stamper),
 		BodyLimit: o.MaxBody,
 	}

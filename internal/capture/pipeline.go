@@ -139,6 +139,13 @@ type Pipeline struct {
 	QueueBytes int64
 	// BatchSize is the most items per Deliver; DefaultBatchSize when <= 0.
 	BatchSize int
+	// Linger is how long a sink waits for its queue to fill a batch after
+	// delivering a short one (0: it takes the next batch at once). An item
+	// that finds the sink idle is delivered at once either way; under load
+	// a sink then wakes about once per Linger instead of once per few
+	// items, which saves a goroutine wake-up and the sink's per-batch work
+	// (a write, a flush) per handful of items.
+	Linger time.Duration
 	// ShutdownTimeout bounds the drain after Run's ctx ends;
 	// DefaultShutdownTimeout when <= 0.
 	ShutdownTimeout time.Duration
@@ -510,11 +517,27 @@ func (s *sinkState) run(ctx, dctx context.Context) error {
 		s.mu.Unlock()
 	}()
 	buf := make([]*Item, 0, s.cfg.batchSize)
+	var linger *time.Timer
+	if s.p.Linger > 0 {
+		linger = time.NewTimer(s.p.Linger)
+		linger.Stop()
+		defer linger.Stop()
+	}
 	for ctx.Err() == nil {
 		batch, _ := s.take(buf, false) // a spill error is logged and counted
 		if len(batch) > 0 {
 			s.deliver(dctx, batch)
+			short := len(batch) < s.cfg.batchSize
 			clear(batch)
+			if short && linger != nil {
+				// Let the next batch gather; shutdown ends the wait (the
+				// drain below delivers what is queued).
+				linger.Reset(s.p.Linger)
+				select {
+				case <-linger.C:
+				case <-ctx.Done():
+				}
+			}
 			continue
 		}
 		select {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -618,4 +619,79 @@ func TestQueueBytesBoundsMemory(t *testing.T) {
 			t.Fatalf("item %d body changed through the spill file", i+1)
 		}
 	}
+}
+
+// batchSink records the size and the (bubble) time of every batch.
+type batchSink struct {
+	mu      sync.Mutex
+	sizes   []int
+	times   []time.Time
+	started time.Time
+}
+
+func (s *batchSink) Name() string { return "tape" }
+
+func (s *batchSink) Deliver(_ context.Context, batch []*Item) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sizes = append(s.sizes, len(batch))
+	s.times = append(s.times, time.Now())
+	return nil
+}
+
+func (s *batchSink) batches() ([]int, []time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at := make([]time.Duration, len(s.times))
+	for i, t := range s.times {
+		at[i] = t.Sub(s.started)
+	}
+	return slices.Clone(s.sizes), at
+}
+
+// TestLingerGathersBatches pins Pipeline.Linger: an item that finds the
+// sink idle goes out at once; what follows a short batch waits up to
+// Linger and goes out together; a full batch does not wait; shutdown does
+// not wait for the linger to end.
+func TestLingerGathersBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const linger = 10 * time.Millisecond
+		p := &Pipeline{Linger: linger, BatchSize: 4}
+		s := &batchSink{started: time.Now()}
+		p.Add(s, Block)
+		ctx, cancel := context.WithCancel(t.Context())
+		errc := make(chan error, 1)
+		go func() { errc <- p.Run(ctx) }()
+
+		p.Publish(item(0))
+		synctest.Wait()
+		if sizes, at := s.batches(); !slices.Equal(sizes, []int{1}) || at[0] != 0 {
+			t.Fatalf("first item: batches %v at %v, want [1] at once", sizes, at)
+		}
+		for i := 1; i <= 6; i++ { // a full batch of 4, then 2
+			p.Publish(item(i))
+		}
+		time.Sleep(linger / 2)
+		synctest.Wait()
+		if sizes, _ := s.batches(); len(sizes) != 1 {
+			t.Fatalf("during the linger: batches %v, want still [1]", sizes)
+		}
+		time.Sleep(linger / 2)
+		synctest.Wait()
+		sizes, at := s.batches()
+		if !slices.Equal(sizes, []int{1, 4, 2}) || at[1] != linger || at[2] != linger {
+			t.Fatalf("after the linger: batches %v at %v, want [1 4 2], the last two at %v", sizes, at, linger)
+		}
+
+		// The short batch of 2 started a new linger: shutdown ends it.
+		p.Publish(item(7))
+		cancel()
+		if err := <-errc; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		sizes, at = s.batches()
+		if !slices.Equal(sizes, []int{1, 4, 2, 1}) || at[3] != linger {
+			t.Fatalf("at shutdown: batches %v at %v, want the last item delivered at once (%v)", sizes, at, linger)
+		}
+	})
 }
