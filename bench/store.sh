@@ -36,29 +36,35 @@ ddb="dynamodb://?endpoint=http://127.0.0.1:$DDB&table-prefix=bench-"
 common=(--target "http://127.0.0.1:$UP" --admin-listen off --log-level warn)
 "$work/proxyctl" forward http "${common[@]}" --listen "127.0.0.1:$MEM" --store memory 2>"$work/logs/mem.log" &
 pids+=($!)
+mem_pid=$!
 "$work/proxyctl" forward http "${common[@]}" --listen "127.0.0.1:$BOLT" --store "bolt:$work/bench.db" 2>"$work/logs/bolt.log" &
 pids+=($!)
+bolt_pid=$!
 "$work/proxyctl" forward http "${common[@]}" --listen "127.0.0.1:$DYN" --store "$ddb" 2>"$work/logs/dyn.log" &
 pids+=($!)
 dyn_pid=$!
 wait_http "$UP" "$MEM" "$BOLT" "$DYN"
 
+# run_wrk PORT -> "reqs/s non2xx requests"
 run_wrk() {
 	local out
 	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$1/1k.txt")
-	local rps non2xx
+	local rps non2xx total
 	rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
 	non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-	echo "${rps:-0} ${non2xx:-0}"
+	total=$(awk '/requests in/ {print $1}' <<<"$out")
+	echo "${rps:-0} ${non2xx:-0} ${total:-0}"
 }
 
 echo "# wrk -t$THREADS -c$CONNS -d$DURATION, 1 KB static file, forward http with capture, $(nproc) cores, $(date -u +%FT%TZ)"
 printf '%-5s %9s %9s %9s | %6s %6s\n' round memory bolt dynamo bolt/m dyn/m
 rb=(); rd=()
+m_n=0; b_n=0; d_n=0
 for r in $(seq "$ROUNDS"); do
-	read -r m_rps m_bad < <(run_wrk "$MEM")
-	read -r b_rps b_bad < <(run_wrk "$BOLT")
-	read -r d_rps d_bad < <(run_wrk "$DYN")
+	read -r m_rps m_bad m_req < <(run_wrk "$MEM")
+	read -r b_rps b_bad b_req < <(run_wrk "$BOLT")
+	read -r d_rps d_bad d_req < <(run_wrk "$DYN")
+	m_n=$((m_n + m_req)); b_n=$((b_n + b_req)); d_n=$((d_n + d_req))
 	if [[ "$m_bad$b_bad$d_bad" != "000" ]]; then
 		echo "bench: non-2xx responses (memory $m_bad, bolt $b_bad, dynamo $d_bad): numbers are not valid" >&2
 		exit 1
@@ -70,7 +76,24 @@ for r in $(seq "$ROUNDS"); do
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "median vs memory: bolt $(median "${rb[@]}")x, dynamo $(median "${rd[@]}")x"
-# CPU seconds (user+system) since start: how much of the 2 cores the
-# DynamoDB emulator took next to the proxy that used it.
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14+$15)/hz}' "/proc/$1/stat"; }
+# CPU (user+system) since start: how much of the 2 cores the DynamoDB
+# emulator took next to the proxy that used it, and what each proxy spent
+# per exchange once its capture backlog is written (a store that fell
+# behind keeps writing after wrk stops): the figure that decides
+# throughput against a DynamoDB that is not on this machine.
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# wait_idle PID: until it uses under 1% of a core for a second (120 s at most).
+wait_idle() {
+	local a b
+	for _ in $(seq 120); do
+		a=$(ticks "$1"); sleep 1; b=$(ticks "$1")
+		(((b - a) * 100 < $(getconf CLK_TCK))) && return
+	done
+	echo "bench: pid $1 still busy after 120 s" >&2
+}
+wait_idle "$dyn_pid"
+hz=$(getconf CLK_TCK)
+cpu_s() { awk -v hz="$hz" -v t="$(ticks "$1")" 'BEGIN {printf "%.1f", t/hz}'; }
+per_req() { awk -v hz="$hz" -v t="$(ticks "$1")" -v n="$2" 'BEGIN {printf "%.1f", n ? t/hz/n*1e6 : 0}'; }
 echo "CPU seconds over the whole run: dynalite $(cpu_s "$dynalite_pid"), proxyctl on dynamo $(cpu_s "$dyn_pid")"
+echo "proxy CPU per exchange, backlog included: memory $(per_req "$mem_pid" "$m_n") us, bolt $(per_req "$bolt_pid" "$b_n") us, dynamo $(per_req "$dyn_pid" "$d_n") us (dynalite $(per_req "$dynalite_pid" "$d_n") us)"
