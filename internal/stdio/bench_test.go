@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -15,15 +16,18 @@ import (
 )
 
 // BenchmarkRelay compares talking to an echo child directly with talking to
-// it through a Relay. "stream" keeps writing while reading (throughput);
-// "pingpong" waits for each answer before the next request (latency).
+// it through a Relay in this process ("relay": the relay's own cost) and
+// through the proxyctl binary, built for the run ("binary": what a client
+// sees, one more process on the same cores). "stream" keeps writing while
+// reading (throughput); "pingpong" waits for each answer before the next
+// request (latency).
 //
 //	go test -run '^$' -bench BenchmarkRelay -benchtime 2s ./internal/stdio/
 func BenchmarkRelay(b *testing.B) {
 	for _, size := range []int{1 << 10, 1 << 20} {
 		msg := benchMessage(size)
 		for _, pattern := range []string{"stream", "pingpong"} {
-			for _, via := range []string{"direct", "relay"} {
+			for _, via := range []string{"direct", "relay", "binary"} {
 				name := fmt.Sprintf("%s/%s/%s", pattern, sizeLabel(size), via)
 				b.Run(name, func(b *testing.B) {
 					w, r, stop := benchPeer(b, via)
@@ -76,8 +80,14 @@ func benchPeer(b *testing.B, via string) (io.Writer, io.Reader, func()) {
 		b.Fatal(err)
 	}
 	env := append(os.Environ(), childEnv+"=echo")
-	if via == "direct" {
+	if via == "direct" || via == "binary" {
 		cmd := exec.Command(os.Args[0])
+		if via == "binary" {
+			// What `proxyctl forward stdio` costs with nothing but the relay:
+			// no capture, no admin listener, the memory store.
+			cmd = exec.Command(proxyctlBinary(b), "forward", "stdio", "--capture=false", "--admin-listen", "off",
+				"--store", "memory", "--log-level", "warn", "--", os.Args[0])
+		}
 		cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = env, inR, outW, os.Stderr
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
@@ -103,6 +113,29 @@ func benchPeer(b *testing.B, via string) (io.Writer, io.Reader, func()) {
 		_ = inR.Close()
 		_ = outW.Close()
 	}
+}
+
+// benchBin is the proxyctl binary of this run, in the temporary directory
+// of the benchmark that built it (benchmarks run one at a time).
+var benchBin string
+
+// proxyctlBinary builds cmd/proxyctl, or returns the build of an earlier
+// call while its directory lasts (a later build comes from the build cache).
+func proxyctlBinary(b *testing.B) string {
+	b.Helper()
+	if benchBin != "" {
+		if _, err := os.Stat(benchBin); err == nil {
+			return benchBin
+		}
+	}
+	path := filepath.Join(b.TempDir(), "proxyctl")
+	build := exec.Command("go", "build", "-o", path, "./cmd/proxyctl")
+	build.Dir = filepath.Join("..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	benchBin = path
+	return path
 }
 
 // benchMessage is a JSON-RPC response of exactly size bytes, newline included.

@@ -19,3 +19,51 @@ func growPipe(f *os.File) {
 		_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, fd, fSetPipeSz, 1<<20)
 	})
 }
+
+// pollablePipe returns f as a file that Go's poller serves, when f is a
+// pipe or socket in blocking mode (proxyctl's own stdin and stdout, as a
+// client sets them up), and a func that undoes it. Reads and writes then
+// park a goroutine instead of blocking a thread, a read deadline can stop
+// the client side at shutdown, and the pipe gets the same 1 MiB buffer as
+// the child's. O_NONBLOCK belongs to the open file description, which the
+// client does not share (it holds the pipe's other end); it is cleared
+// again when the relay ends. Anything else (a terminal, a file, a pipe
+// already in non-blocking mode) is returned as it is.
+func pollablePipe(f *os.File) (*os.File, func()) {
+	nop := func() {}
+	rc, err := f.SyscallConn() // not f.Fd(), which would make a pollable f blocking
+	if err != nil {
+		return f, nop
+	}
+	dup := -1
+	_ = rc.Control(func(fd uintptr) {
+		var st syscall.Stat_t
+		if syscall.Fstat(int(fd), &st) != nil { //nolint:gosec // a file descriptor fits an int
+			return
+		}
+		if kind := st.Mode & syscall.S_IFMT; kind != syscall.S_IFIFO && kind != syscall.S_IFSOCK {
+			return
+		}
+		flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+		if errno != 0 || flags&syscall.O_NONBLOCK != 0 {
+			return
+		}
+		_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, fd, fSetPipeSz, 1<<20)
+		if d, err := syscall.Dup(int(fd)); err == nil { //nolint:gosec // as above
+			dup = d
+		}
+	})
+	if dup < 0 {
+		return f, nop
+	}
+	syscall.CloseOnExec(dup)
+	if err := syscall.SetNonblock(dup, true); err != nil {
+		_ = syscall.Close(dup)
+		return f, nop
+	}
+	nf := os.NewFile(uintptr(dup), f.Name())
+	return nf, func() {
+		_ = syscall.SetNonblock(dup, false)
+		_ = nf.Close()
+	}
+}

@@ -189,6 +189,17 @@ func (r *Relay) Run(ctx context.Context) (exitCode int, err error) {
 	if stdout == nil {
 		stdout = io.Discard
 	}
+	s.stdin = r.Stdin
+	if f, ok := s.stdin.(*os.File); ok {
+		pf, undo := pollablePipe(f)
+		defer undo()
+		s.stdin = pf
+	}
+	if f, ok := stdout.(*os.File); ok {
+		pf, undo := pollablePipe(f)
+		defer undo()
+		stdout = pf
+	}
 	if stderr == nil {
 		stderr = io.Discard
 	}
@@ -295,7 +306,7 @@ loop:
 	if !waitFor(childDone, 2*s.grace) {
 		s.log.Warn().Msg("the client is not reading its stdout; dropping the child's last output")
 	}
-	if d, ok := r.Stdin.(interface{ SetReadDeadline(time.Time) error }); ok && d.SetReadDeadline(time.Now()) == nil {
+	if d, ok := s.stdin.(interface{ SetReadDeadline(time.Time) error }); ok && d.SetReadDeadline(time.Now()) == nil {
 		waitFor(clientDone, s.grace)
 	}
 	s.toClient.Abort() // whatever still runs must not write to the client after Run
@@ -330,6 +341,7 @@ type copyResult struct {
 // runState is the state of one Run.
 type runState struct {
 	r        *Relay
+	stdin    io.Reader       // r.Stdin, or a pollable copy of it (pollablePipe)
 	resolver SessionResolver // nil: sessions are not checked per message
 	id       string
 	log      zerolog.Logger
@@ -343,11 +355,11 @@ type runState struct {
 // clientToChild copies the client's messages to the child. It returns nil at
 // the client's EOF and closes the child's stdin then.
 func (s *runState) clientToChild(ctx context.Context) error {
-	if s.r.Stdin == nil {
+	if s.stdin == nil {
 		s.toChild.Close()
 		return nil
 	}
-	rd := jsonrpc.NewReader(s.r.Stdin, s.maxSize)
+	rd := jsonrpc.NewReader(s.stdin, s.maxSize)
 	rd.Validate = true
 	for {
 		msg, err := rd.ReadMessage()

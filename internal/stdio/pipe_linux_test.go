@@ -1,0 +1,157 @@
+package stdio
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+)
+
+// blockingPipe is a pipe in blocking mode, as a client process hands
+// proxyctl its stdin and stdout (Go's os.Pipe makes non-blocking ones).
+func blockingPipe(t *testing.T) (r, w *os.File) {
+	t.Helper()
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	r, w = os.NewFile(uintptr(p[0]), "r"), os.NewFile(uintptr(p[1]), "w")
+	t.Cleanup(func() { _ = r.Close(); _ = w.Close() })
+	return r, w
+}
+
+// nonblocking reports f's O_NONBLOCK flag without changing it.
+func nonblocking(t *testing.T, f *os.File) bool {
+	t.Helper()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags uintptr
+	var errno syscall.Errno
+	if err := rc.Control(func(fd uintptr) {
+		flags, _, errno = syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+	}); err != nil || errno != 0 {
+		t.Fatal(err, errno)
+	}
+	return flags&syscall.O_NONBLOCK != 0
+}
+
+func TestPollablePipe(t *testing.T) {
+	r, w := blockingPipe(t)
+	pr, undo := pollablePipe(r)
+	if pr == r || !nonblocking(t, r) {
+		t.Fatal("a blocking pipe was not made pollable")
+	}
+	// A read deadline works on it now (it cannot on a blocking file).
+	if err := pr.SetReadDeadline(time.Now().Add(10 * time.Millisecond)); err != nil {
+		t.Fatalf("SetReadDeadline: %v", err)
+	}
+	if _, err := pr.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past the deadline: %v", err)
+	}
+	undo()
+	if nonblocking(t, r) {
+		t.Fatal("undo left the pipe non-blocking")
+	}
+	// The original is still open and usable.
+	if _, err := w.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Read(make([]byte, 1)); n != 1 || err != nil {
+		t.Fatalf("original after undo: %d, %v", n, err)
+	}
+
+	// Left alone: a pipe already in non-blocking mode (Go's own), a file.
+	gr, gw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = gr.Close(); _ = gw.Close() }()
+	if p, undo := pollablePipe(gr); p != gr {
+		t.Fatal("a pollable pipe was replaced")
+	} else {
+		undo()
+	}
+	if !nonblocking(t, gr) {
+		t.Fatal("pollablePipe changed a non-blocking pipe's mode")
+	}
+	f, err := os.Create(t.TempDir() + "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	if p, _ := pollablePipe(f); p != f {
+		t.Fatal("a regular file was replaced")
+	}
+}
+
+// TestRelayOverBlockingPipes runs the relay on OS pipes in blocking mode,
+// as `proxyctl forward stdio` gets them from a client: messages pass, and
+// when the child exits while the client keeps its end open, Run stops
+// reading the client (no goroutine left behind: goleak checks at exit) and
+// gives the pipes back in blocking mode.
+func TestRelayOverBlockingPipes(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	// The client's ends (the writer of stdin, the reader of stdout) stay
+	// open until the test ends.
+	inR, _ := blockingPipe(t)
+	_, outW := blockingPipe(t)
+	rl := &Relay{
+		Command:       []string{os.Args[0]},
+		Env:           append(os.Environ(), childEnv+"=crash", "GORACE=atexit_sleep_ms=0"),
+		Stdin:         inR,
+		Stdout:        outW,
+		ShutdownGrace: 200 * time.Millisecond,
+		Log:           zerolog.Nop(),
+	}
+	done := make(chan error, 1)
+	go func() {
+		code, err := rl.Run(context.Background())
+		if err == nil && code != 2 {
+			err = errors.New("unexpected exit status")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return while the client kept stdin open")
+	}
+	if nonblocking(t, inR) || nonblocking(t, outW) {
+		t.Fatal("the client's pipes were left non-blocking")
+	}
+	// Nothing still reads the client's stdin, though it is open.
+	goleak.VerifyNone(t, before)
+
+	// And a message round trip over blocking pipes, with an echo child.
+	inR2, inW2 := blockingPipe(t)
+	outR2, outW2 := blockingPipe(t)
+	rl2 := &Relay{
+		Command: []string{os.Args[0]},
+		Env:     append(os.Environ(), childEnv+"=echo", "GORACE=atexit_sleep_ms=0"),
+		Stdin:   inR2, Stdout: outW2, Log: zerolog.Nop(),
+	}
+	go func() { _, err := rl2.Run(context.Background()); done <- err }()
+	msg := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+	if _, err := inW2.WriteString(msg + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := bufio.NewReader(outR2).ReadString('\n')
+	if err != nil || got != msg+"\n" {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+	_ = inW2.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
