@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -330,13 +331,19 @@ func TestRecordLiveStreamOrderAndStalledClient(t *testing.T) {
 	defer ws.Close()
 
 	const n = 1500
-	got := make(chan []string, 1)
+	type result struct {
+		paths []string
+		err   error
+	}
+	got := make(chan result, 1)
+	var received atomic.Int64
 	go func() {
 		var paths []string
+		var err error
 		_ = ws.SetReadDeadline(time.Now().Add(60 * time.Second))
 		for len(paths) < n {
-			_, msg, err := ws.ReadMessage()
-			if err != nil {
+			var msg []byte
+			if _, msg, err = ws.ReadMessage(); err != nil {
 				break
 			}
 			var it struct {
@@ -344,11 +351,21 @@ func TestRecordLiveStreamOrderAndStalledClient(t *testing.T) {
 			}
 			_ = json.Unmarshal(msg, &it)
 			paths = append(paths, it.Path)
+			received.Add(1)
 		}
-		got <- paths
+		got <- result{paths, err}
 	}()
 	client := &http.Client{Timeout: 10 * time.Second}
 	for i := range n {
+		// The reading client decodes 64 KB items on a loaded machine; the
+		// traffic waits for it so that its queue (256 items) never fills,
+		// while the stalled client's does.
+		for deadline := time.Now().Add(20 * time.Second); int64(i)-received.Load() > 128; {
+			if time.Now().After(deadline) {
+				t.Fatalf("the reading client is stuck at %d items", received.Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
 		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/item/%d", r.proxy, i), nil)
 		req.Header.Set("X-Proxy-Session", "live")
 		resp, err := client.Do(req)
@@ -358,9 +375,10 @@ func TestRecordLiveStreamOrderAndStalledClient(t *testing.T) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	paths := <-got
+	res := <-got
+	paths := res.paths
 	if len(paths) != n {
-		t.Fatalf("live client got %d items, want %d", len(paths), n)
+		t.Fatalf("live client got %d items, want %d (%v)", len(paths), n, res.err)
 	}
 	for i, p := range paths {
 		if p != fmt.Sprintf("/item/%d", i) {
