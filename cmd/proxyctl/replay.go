@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/proxyctl/proxyctl/internal/config"
 	"github.com/proxyctl/proxyctl/internal/record"
 	"github.com/proxyctl/proxyctl/internal/replay"
+	"github.com/proxyctl/proxyctl/internal/stdio"
 	"github.com/proxyctl/proxyctl/internal/stdioreplay"
 	"github.com/proxyctl/proxyctl/internal/tape"
 	"github.com/proxyctl/proxyctl/internal/transport"
@@ -222,7 +224,20 @@ func runReplay(ctx context.Context, f *factory, o *replayOptions) error {
 			return err
 		}
 		log.Info().Int("frames", len(frames)).Msg("replaying stdio")
-		serr := srv.Serve(ctx, f.Stdin, f.Stdout)
+		// As the relay does: the client's pipes served by Go's poller, so
+		// that a pending read can be interrupted at shutdown.
+		in, out := f.Stdin, f.Stdout
+		if file, ok := in.(*os.File); ok {
+			pf, undo := stdio.PollablePipe(file)
+			defer undo()
+			in = pf
+		}
+		if file, ok := out.(*os.File); ok {
+			pf, undo := stdio.PollablePipe(file)
+			defer undo()
+			out = pf
+		}
+		serr := srv.Serve(ctx, in, out)
 		st := srv.Stats()
 		_, _ = fmt.Fprintf(f.Stderr, "proxyctl: replay: %d hits, %d misses, %d recorded calls never used\n", st.Hits, st.Misses, st.Unused)
 		if serr != nil && !errors.Is(serr, context.Canceled) {

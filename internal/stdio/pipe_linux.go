@@ -20,16 +20,17 @@ func growPipe(f *os.File) {
 	})
 }
 
-// pollablePipe returns f as a file that Go's poller serves, when f is a
+// PollablePipe returns f as a file that Go's poller serves, when f is a
 // pipe or socket in blocking mode (proxyctl's own stdin and stdout, as a
 // client sets them up), and a func that undoes it. Reads and writes then
 // park a goroutine instead of blocking a thread, a read deadline can stop
 // the client side at shutdown, and the pipe gets the same 1 MiB buffer as
 // the child's. O_NONBLOCK belongs to the open file description, which the
-// client does not share (it holds the pipe's other end); it is cleared
-// again when the relay ends. Anything else (a terminal, a file, a pipe
+// client does not share (it holds the pipe's other end); the returned func
+// clears it again (the relay and replay --stdio call it when they end).
+// Anything else (a terminal, a file, a pipe
 // already in non-blocking mode) is returned as it is.
-func pollablePipe(f *os.File) (*os.File, func()) {
+func PollablePipe(f *os.File) (*os.File, func()) {
 	nop := func() {}
 	rc, err := f.SyscallConn() // not f.Fd(), which would make a pollable f blocking
 	if err != nil {

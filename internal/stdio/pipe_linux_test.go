@@ -45,7 +45,7 @@ func nonblocking(t *testing.T, f *os.File) bool {
 
 func TestPollablePipe(t *testing.T) {
 	r, w := blockingPipe(t)
-	pr, undo := pollablePipe(r)
+	pr, undo := PollablePipe(r)
 	if pr == r || !nonblocking(t, r) {
 		t.Fatal("a blocking pipe was not made pollable")
 	}
@@ -74,20 +74,20 @@ func TestPollablePipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = gr.Close(); _ = gw.Close() }()
-	if p, undo := pollablePipe(gr); p != gr {
+	if p, undo := PollablePipe(gr); p != gr {
 		t.Fatal("a pollable pipe was replaced")
 	} else {
 		undo()
 	}
 	if !nonblocking(t, gr) {
-		t.Fatal("pollablePipe changed a non-blocking pipe's mode")
+		t.Fatal("PollablePipe changed a non-blocking pipe's mode")
 	}
 	f, err := os.Create(t.TempDir() + "/f")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = f.Close() }()
-	if p, _ := pollablePipe(f); p != f {
+	if p, _ := PollablePipe(f); p != f {
 		t.Fatal("a regular file was replaced")
 	}
 }

@@ -191,12 +191,12 @@ func (r *Relay) Run(ctx context.Context) (exitCode int, err error) {
 	}
 	s.stdin = r.Stdin
 	if f, ok := s.stdin.(*os.File); ok {
-		pf, undo := pollablePipe(f)
+		pf, undo := PollablePipe(f)
 		defer undo()
 		s.stdin = pf
 	}
 	if f, ok := stdout.(*os.File); ok {
-		pf, undo := pollablePipe(f)
+		pf, undo := PollablePipe(f)
 		defer undo()
 		stdout = pf
 	}
@@ -341,7 +341,7 @@ type copyResult struct {
 // runState is the state of one Run.
 type runState struct {
 	r        *Relay
-	stdin    io.Reader       // r.Stdin, or a pollable copy of it (pollablePipe)
+	stdin    io.Reader       // r.Stdin, or a pollable copy of it (PollablePipe)
 	resolver SessionResolver // nil: sessions are not checked per message
 	id       string
 	log      zerolog.Logger
