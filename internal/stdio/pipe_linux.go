@@ -28,8 +28,8 @@ func growPipe(f *os.File) {
 // the child's. O_NONBLOCK belongs to the open file description, which the
 // client does not share (it holds the pipe's other end); the returned func
 // clears it again (the relay and replay --stdio call it when they end).
-// Anything else (a terminal, a file, a pipe
-// already in non-blocking mode) is returned as it is.
+// Anything else (a terminal, a file, a pipe already in non-blocking mode)
+// is returned as it is.
 func PollablePipe(f *os.File) (*os.File, func()) {
 	nop := func() {}
 	rc, err := f.SyscallConn() // not f.Fd(), which would make a pollable f blocking
@@ -50,14 +50,15 @@ func PollablePipe(f *os.File) (*os.File, func()) {
 			return
 		}
 		_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, fd, fSetPipeSz, 1<<20)
-		if d, err := syscall.Dup(int(fd)); err == nil { //nolint:gosec // as above
-			dup = d
+		// Close-on-exec from the start: a child started meanwhile by
+		// another goroutine must not inherit the copy.
+		if d, _, errno := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_DUPFD_CLOEXEC, 0); errno == 0 {
+			dup = int(d) //nolint:gosec // a file descriptor fits an int
 		}
 	})
 	if dup < 0 {
 		return f, nop
 	}
-	syscall.CloseOnExec(dup)
 	if err := syscall.SetNonblock(dup, true); err != nil {
 		_ = syscall.Close(dup)
 		return f, nop

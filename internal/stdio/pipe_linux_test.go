@@ -49,6 +49,14 @@ func TestPollablePipe(t *testing.T) {
 	if pr == r || !nonblocking(t, r) {
 		t.Fatal("a blocking pipe was not made pollable")
 	}
+	// The copy is close-on-exec: a child must not inherit it.
+	if rc, err := pr.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			if fl, _, _ := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFD, 0); fl&syscall.FD_CLOEXEC == 0 {
+				t.Error("the pollable copy is not close-on-exec")
+			}
+		})
+	}
 	// A read deadline works on it now (it cannot on a blocking file).
 	if err := pr.SetReadDeadline(time.Now().Add(10 * time.Millisecond)); err != nil {
 		t.Fatalf("SetReadDeadline: %v", err)
