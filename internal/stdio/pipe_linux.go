@@ -65,7 +65,11 @@ func PollablePipe(f *os.File) (*os.File, func()) {
 	}
 	nf := os.NewFile(uintptr(dup), f.Name())
 	return nf, func() {
-		_ = syscall.SetNonblock(dup, false)
+		// Close first: it wakes whatever waits on the copy and waits for
+		// calls in progress, which return at once while the pipe is still
+		// non-blocking (cleared first, a write to a full pipe could block
+		// for good, and Close with it). Then restore the mode through f.
 		_ = nf.Close()
+		_ = rc.Control(func(fd uintptr) { _ = syscall.SetNonblock(int(fd), false) }) //nolint:gosec // a file descriptor fits an int
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -161,5 +162,46 @@ func TestRelayOverBlockingPipes(t *testing.T) {
 	_ = inW2.Close()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestRelayClientNotReadingStdout: over OS pipes, a client that stops
+// reading its stdout while the child floods it does not keep Run from
+// returning when the relay is cancelled, and the pipes come back in
+// blocking mode.
+func TestRelayClientNotReadingStdout(t *testing.T) {
+	inR, inW := blockingPipe(t)
+	_, outW := blockingPipe(t) // the client never reads it
+	rl := &Relay{
+		Command:       []string{os.Args[0]},
+		Env:           append(os.Environ(), childEnv+"=echo", "GORACE=atexit_sleep_ms=0"),
+		Stdin:         inR,
+		Stdout:        outW,
+		ShutdownGrace: 200 * time.Millisecond,
+		Log:           zerolog.Nop(),
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := rl.Run(ctx); done <- err }()
+	// 4 MiB of messages: more than the pipes and buffers between the client
+	// and the child hold, so the relay ends up blocked writing stdout.
+	line := []byte(`{"jsonrpc":"2.0","method":"n","params":"` + strings.Repeat("x", 64<<10) + `"}` + "\n")
+	go func() {
+		for range 64 {
+			if _, err := inW.Write(line); err != nil {
+				return // the test closed the pipe
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return while the client did not read stdout")
+	}
+	if nonblocking(t, inR) || nonblocking(t, outW) {
+		t.Fatal("the client's pipes were left non-blocking")
 	}
 }
