@@ -44,6 +44,19 @@ func nonblocking(t *testing.T, f *os.File) bool {
 	return flags&syscall.O_NONBLOCK != 0
 }
 
+// pipeRelay is a relay to a helper child in mode, over the client's files
+// in and out.
+func pipeRelay(mode string, in, out *os.File) *Relay {
+	return &Relay{
+		Command:       []string{os.Args[0]},
+		Env:           append(os.Environ(), childEnv+"="+mode, "GORACE=atexit_sleep_ms=0"),
+		Stdin:         in,
+		Stdout:        out,
+		ShutdownGrace: 200 * time.Millisecond,
+		Log:           zerolog.Nop(),
+	}
+}
+
 func TestPollablePipe(t *testing.T) {
 	r, w := blockingPipe(t)
 	pr, undo := PollablePipe(r)
@@ -112,14 +125,7 @@ func TestRelayOverBlockingPipes(t *testing.T) {
 	// open until the test ends.
 	inR, _ := blockingPipe(t)
 	_, outW := blockingPipe(t)
-	rl := &Relay{
-		Command:       []string{os.Args[0]},
-		Env:           append(os.Environ(), childEnv+"=crash", "GORACE=atexit_sleep_ms=0"),
-		Stdin:         inR,
-		Stdout:        outW,
-		ShutdownGrace: 200 * time.Millisecond,
-		Log:           zerolog.Nop(),
-	}
+	rl := pipeRelay("crash", inR, outW)
 	done := make(chan error, 1)
 	go func() {
 		code, err := rl.Run(context.Background())
@@ -145,11 +151,7 @@ func TestRelayOverBlockingPipes(t *testing.T) {
 	// And a message round trip over blocking pipes, with an echo child.
 	inR2, inW2 := blockingPipe(t)
 	outR2, outW2 := blockingPipe(t)
-	rl2 := &Relay{
-		Command: []string{os.Args[0]},
-		Env:     append(os.Environ(), childEnv+"=echo", "GORACE=atexit_sleep_ms=0"),
-		Stdin:   inR2, Stdout: outW2, Log: zerolog.Nop(),
-	}
+	rl2 := pipeRelay("echo", inR2, outW2)
 	go func() { _, err := rl2.Run(context.Background()); done <- err }()
 	msg := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
 	if _, err := inW2.WriteString(msg + "\n"); err != nil {
@@ -172,14 +174,7 @@ func TestRelayOverBlockingPipes(t *testing.T) {
 func TestRelayClientNotReadingStdout(t *testing.T) {
 	inR, inW := blockingPipe(t)
 	_, outW := blockingPipe(t) // the client never reads it
-	rl := &Relay{
-		Command:       []string{os.Args[0]},
-		Env:           append(os.Environ(), childEnv+"=echo", "GORACE=atexit_sleep_ms=0"),
-		Stdin:         inR,
-		Stdout:        outW,
-		ShutdownGrace: 200 * time.Millisecond,
-		Log:           zerolog.Nop(),
-	}
+	rl := pipeRelay("echo", inR, outW)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan error, 1)
