@@ -214,8 +214,9 @@ type StringMatcher struct {
 	// value.
 	Matches *string `json:"matches,omitempty"`
 	// BinaryEqualTo compares bytes exactly (base64 in JSON): for bodies
-	// that are not text.
-	BinaryEqualTo []byte `json:"binaryEqualTo,omitempty"`
+	// that are not text. Empty but set (an empty body) is kept in JSON
+	// (omitzero, not omitempty), so a stored stub compiles as it did.
+	BinaryEqualTo []byte `json:"binaryEqualTo,omitzero"`
 	// Absent requires the query parameter or header to be missing.
 	Absent bool `json:"absent,omitempty"`
 }
