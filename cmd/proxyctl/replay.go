@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -226,17 +225,8 @@ func runReplay(ctx context.Context, f *factory, o *replayOptions) error {
 		log.Info().Int("frames", len(frames)).Msg("replaying stdio")
 		// As the relay does: the client's pipes served by Go's poller, so
 		// that a pending read can be interrupted at shutdown.
-		in, out := f.Stdin, f.Stdout
-		if file, ok := in.(*os.File); ok {
-			pf, undo := stdio.PollablePipe(file)
-			defer undo()
-			in = pf
-		}
-		if file, ok := out.(*os.File); ok {
-			pf, undo := stdio.PollablePipe(file)
-			defer undo()
-			out = pf
-		}
+		in, out, undo := stdio.PollableClient(f.Stdin, f.Stdout, f.Stderr)
+		defer undo()
 		serr := srv.Serve(ctx, in, out)
 		st := srv.Stats()
 		_, _ = fmt.Fprintf(f.Stderr, "proxyctl: replay: %d hits, %d misses, %d recorded calls never used\n", st.Hits, st.Misses, st.Unused)

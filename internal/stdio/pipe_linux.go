@@ -1,7 +1,9 @@
 package stdio
 
 import (
+	"io"
 	"os"
+	"slices"
 	"syscall"
 )
 
@@ -72,4 +74,69 @@ func PollablePipe(f *os.File) (*os.File, func()) {
 		_ = nf.Close()
 		_ = rc.Control(func(fd uintptr) { _ = syscall.SetNonblock(int(fd), false) }) //nolint:gosec // a file descriptor fits an int
 	}
+}
+
+// PollableClient applies PollablePipe to the client's stdin and stdout
+// where that is safe, and returns a func that undoes it:
+//   - a file that is the same pipe or socket as stderr (say `2>&1`) is
+//     left alone: in non-blocking mode, writes to stderr (proxyctl's logs,
+//     and the child's, which inherits it) would fail when the pipe is full;
+//   - when stdin and stdout are one socket (inetd, socat), one pollable copy
+//     serves both.
+func PollableClient(in io.Reader, out, errOut io.Writer) (io.Reader, io.Writer, func()) {
+	fin, _ := in.(*os.File)
+	fout, _ := out.(*os.File)
+	ferr, _ := errOut.(*os.File)
+	idIn, idOut, idErr := fileIdentity(fin), fileIdentity(fout), fileIdentity(ferr)
+	var undos []func()
+	undo := func() {
+		for _, u := range slices.Backward(undos) {
+			u()
+		}
+	}
+	if idIn.same(idOut) {
+		if idIn.mode == syscall.S_IFSOCK && !idIn.same(idErr) {
+			pf, u := PollablePipe(fin)
+			return pf, pf, u
+		}
+		return in, out, undo
+	}
+	if fin != nil && !idIn.same(idErr) {
+		pf, u := PollablePipe(fin)
+		undos = append(undos, u)
+		in = pf
+	}
+	if fout != nil && !idOut.same(idErr) {
+		pf, u := PollablePipe(fout)
+		undos = append(undos, u)
+		out = pf
+	}
+	return in, out, undo
+}
+
+// identity names the file (pipe, socket) behind a descriptor.
+type identity struct {
+	dev, ino uint64
+	mode     uint32 // the S_IFMT bits
+	ok       bool
+}
+
+func (a identity) same(b identity) bool { return a.ok && b.ok && a.dev == b.dev && a.ino == b.ino }
+
+func fileIdentity(f *os.File) identity {
+	if f == nil {
+		return identity{}
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return identity{}
+	}
+	var id identity
+	_ = rc.Control(func(fd uintptr) {
+		var st syscall.Stat_t
+		if syscall.Fstat(int(fd), &st) == nil { //nolint:gosec // a file descriptor fits an int
+			id = identity{dev: st.Dev, ino: st.Ino, mode: st.Mode & syscall.S_IFMT, ok: true}
+		}
+	})
+	return id
 }

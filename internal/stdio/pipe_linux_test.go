@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"strings"
 	"syscall"
@@ -198,5 +199,59 @@ func TestRelayClientNotReadingStdout(t *testing.T) {
 	}
 	if nonblocking(t, inR) || nonblocking(t, outW) {
 		t.Fatal("the client's pipes were left non-blocking")
+	}
+}
+
+// TestPollableClientSharedFiles: stdout that is also stderr stays as it is
+// (blocking, for the other writers of stderr); stdin and stdout on one
+// socket get one pollable copy.
+func TestPollableClientSharedFiles(t *testing.T) {
+	inR, _ := blockingPipe(t)
+	_, outW := blockingPipe(t)
+	dup, err := syscall.Dup(int(outW.Fd())) // 2>&1: stderr is stdout's pipe
+	if err != nil {
+		t.Fatal(err)
+	}
+	errW := os.NewFile(uintptr(dup), "stderr")
+	defer func() { _ = errW.Close() }()
+	in, out, undo := PollableClient(inR, outW, errW)
+	if in == io.Reader(inR) || !nonblocking(t, inR) {
+		t.Error("stdin was not made pollable")
+	}
+	if out != io.Writer(outW) || nonblocking(t, outW) || nonblocking(t, errW) {
+		t.Error("stdout, shared with stderr, was changed")
+	}
+	undo()
+	if nonblocking(t, inR) {
+		t.Error("undo left stdin non-blocking")
+	}
+
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, peer := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "peer")
+	defer func() { _ = ours.Close(); _ = peer.Close() }()
+	in, out, undo = PollableClient(ours, ours, nil)
+	pf, ok := in.(*os.File)
+	if !ok || pf == ours || out != io.Writer(pf) {
+		t.Fatalf("one socket: got %v and %v, want one pollable copy for both", in, out)
+	}
+	if _, err := pf.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(peer, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("peer read %q, %v", buf, err)
+	}
+	if _, err := peer.Write([]byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(pf, buf); err != nil || string(buf) != "pong" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	undo()
+	if nonblocking(t, ours) {
+		t.Error("undo left the socket non-blocking")
 	}
 }

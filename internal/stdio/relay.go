@@ -189,17 +189,9 @@ func (r *Relay) Run(ctx context.Context) (exitCode int, err error) {
 	if stdout == nil {
 		stdout = io.Discard
 	}
-	s.stdin = r.Stdin
-	if f, ok := s.stdin.(*os.File); ok {
-		pf, undo := PollablePipe(f)
-		defer undo()
-		s.stdin = pf
-	}
-	if f, ok := stdout.(*os.File); ok {
-		pf, undo := PollablePipe(f)
-		defer undo()
-		stdout = pf
-	}
+	var undo func()
+	s.stdin, stdout, undo = PollableClient(r.Stdin, stdout, r.Stderr)
+	defer undo()
 	if stderr == nil {
 		stderr = io.Discard
 	}
