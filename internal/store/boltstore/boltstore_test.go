@@ -162,17 +162,10 @@ func item(session string, ts int64, body string) *capture.Item {
 	}
 }
 
+// stamps is the timestamps of session's items in st after 0.
 func stamps(t *testing.T, st store.Store, session string) []int64 {
 	t.Helper()
-	items, err := st.ListTraffic(t.Context(), session, 0, store.MaxLimit)
-	if err != nil {
-		t.Fatalf("ListTraffic(%q): %v", session, err)
-	}
-	out := []int64{}
-	for _, it := range items {
-		out = append(out, it.Timestamp)
-	}
-	return out
+	return storetest.Timestamps(t, st, session, 0)
 }
 
 // TestReopen writes sessions, stubs and traffic, closes the store and

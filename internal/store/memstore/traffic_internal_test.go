@@ -9,6 +9,7 @@ import (
 	"github.com/proxyctl/proxyctl/internal/capture"
 	"github.com/proxyctl/proxyctl/internal/store"
 	"github.com/proxyctl/proxyctl/internal/store/queue"
+	"github.com/proxyctl/proxyctl/internal/store/storetest"
 )
 
 func item(session string, ts int64, body int) *capture.Item {
@@ -23,24 +24,12 @@ func item(session string, ts int64, body int) *capture.Item {
 	}
 }
 
-func appendAll(t *testing.T, s *Store, items ...*capture.Item) {
-	t.Helper()
-	if err := s.AppendTraffic(t.Context(), items); err != nil {
-		t.Fatalf("AppendTraffic: %v", err)
-	}
-}
+var appendAll = storetest.Append
 
+// listed is the timestamps of session's items in s.
 func listed(t *testing.T, s *Store, session string) []int64 {
 	t.Helper()
-	items, err := s.ListTraffic(t.Context(), session, 0, store.MaxLimit)
-	if err != nil {
-		t.Fatalf("ListTraffic(%q): %v", session, err)
-	}
-	var out []int64
-	for _, it := range items {
-		out = append(out, it.Timestamp)
-	}
-	return out
+	return storetest.Timestamps(t, s, session, 0)
 }
 
 // checkInvariants verifies that order, the session indexes and byID hold

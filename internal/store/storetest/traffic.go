@@ -69,9 +69,32 @@ func newItem(session string, n int64) *capture.Item {
 
 func mustAppend(t *testing.T, st store.Store, items ...*capture.Item) {
 	t.Helper()
+	Append(t, st, items...)
+}
+
+// Append stores items in st and fails the test if that fails: for the
+// stores' own tests too.
+func Append(t testing.TB, st store.Traffic, items ...*capture.Item) {
+	t.Helper()
 	if err := st.AppendTraffic(t.Context(), items); err != nil {
 		t.Fatalf("AppendTraffic(%d items): %v", len(items), err)
 	}
+}
+
+// Timestamps returns the timestamps of session's items after after in st,
+// oldest first (up to store.MaxLimit; nil for none), and fails the test if
+// listing fails.
+func Timestamps(t testing.TB, st store.Traffic, session string, after int64) []int64 {
+	t.Helper()
+	items, err := st.ListTraffic(t.Context(), session, after, store.MaxLimit)
+	if err != nil {
+		t.Fatalf("ListTraffic(%q): %v", session, err)
+	}
+	var out []int64
+	for _, it := range items {
+		out = append(out, it.Timestamp)
+	}
+	return out
 }
 
 func mustList(t *testing.T, st store.Store, session string, after int64, limit int) []capture.Item {

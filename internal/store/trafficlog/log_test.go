@@ -16,6 +16,7 @@ import (
 	"github.com/proxyctl/proxyctl/internal/capture"
 	"github.com/proxyctl/proxyctl/internal/store"
 	"github.com/proxyctl/proxyctl/internal/store/memstore"
+	"github.com/proxyctl/proxyctl/internal/store/storetest"
 )
 
 func open(t *testing.T, dir string, o Options) *Log {
@@ -53,24 +54,12 @@ func recordSize(it *capture.Item) int64 {
 	return int64(recordHeaderLen + itemPrefixLen + len(enc))
 }
 
-func appendAll(t *testing.T, l *Log, items ...*capture.Item) {
-	t.Helper()
-	if err := l.AppendTraffic(t.Context(), items); err != nil {
-		t.Fatalf("AppendTraffic: %v", err)
-	}
-}
+var appendAll = storetest.Append
 
+// listed is every timestamp of session in l.
 func listed(t *testing.T, l *Log, session string) []int64 {
 	t.Helper()
-	items, err := l.ListTraffic(t.Context(), session, math.MinInt64, store.MaxLimit)
-	if err != nil {
-		t.Fatalf("ListTraffic(%q): %v", session, err)
-	}
-	out := []int64{}
-	for _, it := range items {
-		out = append(out, it.Timestamp)
-	}
-	return out
+	return storetest.Timestamps(t, l, session, math.MinInt64)
 }
 
 // checkInvariants verifies the index against itself and the files: the
