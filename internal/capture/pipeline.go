@@ -88,6 +88,7 @@ type sinkConfig struct {
 	transform func(*Item) *Item
 	queueSize int
 	batchSize int
+	linger    *time.Duration // nil: Pipeline.Linger
 }
 
 // WithTransform makes the sink receive f(item) instead of the item. f runs
@@ -112,6 +113,13 @@ func WithQueueSize(n int) SinkOption {
 // WithBatchSize overrides Pipeline.BatchSize for this sink.
 func WithBatchSize(n int) SinkOption {
 	return func(c *sinkConfig) { c.batchSize = n }
+}
+
+// WithLinger overrides Pipeline.Linger for this sink (0: no wait). A sink
+// whose every delivery has a fixed cost worth sharing, such as a store
+// across the network, lingers longer than the others.
+func WithLinger(d time.Duration) SinkOption {
+	return func(c *sinkConfig) { c.linger = &d }
 }
 
 // SinkStats are one sink's counters.
@@ -517,9 +525,13 @@ func (s *sinkState) run(ctx, dctx context.Context) error {
 		s.mu.Unlock()
 	}()
 	buf := make([]*Item, 0, s.cfg.batchSize)
+	wait := s.p.Linger
+	if s.cfg.linger != nil {
+		wait = *s.cfg.linger
+	}
 	var linger *time.Timer
-	if s.p.Linger > 0 {
-		linger = time.NewTimer(s.p.Linger)
+	if wait > 0 {
+		linger = time.NewTimer(wait)
 		linger.Stop()
 		defer linger.Stop()
 	}
@@ -532,7 +544,7 @@ func (s *sinkState) run(ctx, dctx context.Context) error {
 			if short && linger != nil {
 				// Let the next batch gather; shutdown ends the wait (the
 				// drain below delivers what is queued).
-				linger.Reset(s.p.Linger)
+				linger.Reset(wait)
 				select {
 				case <-linger.C:
 				case <-ctx.Done():

@@ -653,6 +653,43 @@ func (s *batchSink) batches() ([]int, []time.Duration) {
 // sink idle goes out at once; what follows a short batch waits up to
 // Linger and goes out together; a full batch does not wait; shutdown does
 // not wait for the linger to end.
+// TestLingerPerSink gives one sink a longer linger and one none, beside
+// the pipeline's.
+func TestLingerPerSink(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const linger = 10 * time.Millisecond
+		p := &Pipeline{Linger: linger, BatchSize: 4}
+		def := &batchSink{started: time.Now()}
+		long := &batchSink{started: time.Now()}
+		none := &batchSink{started: time.Now()}
+		p.Add(def, Block)
+		p.Add(long, Block, WithLinger(3*linger))
+		p.Add(none, Block, WithLinger(0))
+		ctx, cancel := context.WithCancel(t.Context())
+		errc := make(chan error, 1)
+		go func() { errc <- p.Run(ctx) }()
+		p.Publish(item(0))
+		synctest.Wait()
+		p.Publish(item(1))
+		time.Sleep(5 * linger)
+		synctest.Wait()
+		for _, c := range []struct {
+			name string
+			s    *batchSink
+			at   time.Duration
+		}{{"pipeline's linger", def, linger}, {"WithLinger(30ms)", long, 3 * linger}, {"WithLinger(0)", none, 0}} {
+			sizes, at := c.s.batches()
+			if !slices.Equal(sizes, []int{1, 1}) || at[1] != c.at {
+				t.Errorf("%s: batches %v at %v, want [1 1], the second at %v", c.name, sizes, at, c.at)
+			}
+		}
+		cancel()
+		if err := <-errc; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	})
+}
+
 func TestLingerGathersBatches(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const linger = 10 * time.Millisecond
