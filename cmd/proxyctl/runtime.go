@@ -417,9 +417,10 @@ const (
 	// cached (or answers 503) and the stub engine the stubs it has. A store
 	// slower than this is unavailable, for /healthz too.
 	storeCallTimeout = time.Second
-	// storeBatchTimeout bounds one capture batch (up to 500 items, in
-	// BatchWriteItem calls of 25 whose unprocessed items are retried for
-	// up to about 5 s each); the pipeline then retries the batch
+	// storeBatchTimeout bounds one capture batch (up to storeBatch items:
+	// for DynamoDB, chunks in BatchWriteItem calls of 25 whose unprocessed
+	// chunks are retried for up to about 5 s each); the pipeline then
+	// retries the batch
 	// (capture.Pipeline.RetryFor).
 	storeBatchTimeout = 2 * time.Minute
 )

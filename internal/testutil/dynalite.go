@@ -45,6 +45,7 @@ type DynaliteServer struct {
 	Port int
 
 	cancel context.CancelFunc
+	pid    int
 	done   chan struct{} // closed when the process has exited
 	stderr *SyncBuffer
 
@@ -160,6 +161,7 @@ func startDynalite(ctx context.Context, node, dir string, o DynaliteOptions) (*D
 		cancel()
 		return nil, fmt.Errorf("start dynalite: %w", err)
 	}
+	d.pid = cmd.Process.Pid
 	go func() {
 		d.waitErr = cmd.Wait()
 		close(d.done)
@@ -174,6 +176,32 @@ func startDynalite(ctx context.Context, node, dir string, o DynaliteOptions) (*D
 		_ = d.Stop()
 		return nil, fmt.Errorf("dynalite on port %d did not listen: %w", o.Port, context.Cause(ctx))
 	}
+}
+
+// CPU returns the user and system CPU time the dynalite process has used
+// so far (from /proc: Linux only), for benchmarks that report the
+// emulator's cost beside their own.
+func (d *DynaliteServer) CPU() (time.Duration, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(d.pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("dynalite CPU: %w", err)
+	}
+	// Fields after the command name (which may hold spaces): state is
+	// field 3, utime and stime are fields 14 and 15.
+	i := bytes.LastIndexByte(data, ')')
+	f := strings.Fields(string(data[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("dynalite CPU: unexpected /proc stat %q", data)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("dynalite CPU: %w", err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil // USER_HZ is 100 on Linux
 }
 
 // readyWriter closes ready when dynalite prints that it listens.

@@ -17,10 +17,9 @@
 // Store.Init (proxyctl store init) creates the tables, on-demand
 // (PAY_PER_REQUEST), if they are missing:
 //
-//	{prefix}sessions       PK sessionId (S)
-//	{prefix}stubs          PK sessionId (S), SK stubId (S); TTL expiresAt
-//	{prefix}proxy-traffic  PK sessionId (S), SK timestamp (N); TTL expiresAt
-//	                       GSI "by-id": PK sessionId (S), SK id (S), KEYS_ONLY
+//	{prefix}sessions              PK sessionId (S)
+//	{prefix}stubs                 PK sessionId (S), SK stubId (S); TTL expiresAt
+//	{prefix}proxy-traffic-chunks  PK sessionId (S), SK chunk (S); TTL expiresAt
 //
 // A sessions item holds state (S), kind (S, absent when empty), labels (M of
 // S, always present, possibly empty) and createdAt, lastSeenAt, expiresAt and
@@ -32,25 +31,59 @@
 // deletes expired stubs, typically within a few days; until then ListStubs
 // returns them and package stub ignores them, as the contract allows.
 //
-// A proxy-traffic item holds the capture.Item's JSON encoding in item (B),
-// gzip-compressed when that is smaller and the encoding is at least 1 KiB
-// (then itemEncoding (S) is "gzip"), its id (S) for the "by-id" index, and
-// expiresAt (unix seconds, N) when Options.TrafficTTL sets a retention.
+// # Traffic chunks
+//
+// Traffic items are not stored one per DynamoDB item: AppendTraffic packs
+// the items of one session whose timestamps fall in the same 10 ms bucket
+// (BucketMicros) into chunks of up to 256 KiB (ChunkRawMax) before
+// compression. A chunk item holds:
+//
+//   - chunk (S, the sort key): 40 hex digits, the bucket (16, its sign bit
+//     flipped so that text order is numeric order), a write stamp (16:
+//     wall-clock nanoseconds, strictly growing per Store) and the writer
+//     (8, random per Store). Chunks therefore sort by bucket, then in the
+//     order they were written.
+//   - items (B): one record per item, each the item's timestamp (varint),
+//     the length of its encoding (uvarint) and capture.Item.AppendBinary's
+//     encoding (the bolt store's format: no JSON, no base64); the whole
+//     zstd-compressed when that is smaller and at least 1 KiB (then
+//     itemEncoding (S) is "zstd").
+//   - ids (S): a newline, then each item id followed by a newline, for
+//     GetTraffic's filter (ids over 1,024 bytes are left out: GetTraffic
+//     does not find those, nor empty ids).
+//   - expiresAt (unix seconds, N) of its newest item when
+//     Options.TrafficTTL sets a retention.
+//
+// Why: on DynamoDB every item written costs a request's share of work and
+// at least one write unit, and one session is one partition (about 1,000
+// write units per second). Items of one session are written together and
+// are alike (the same headers, often the same bodies), so a chunk
+// compresses them together: bench/store.sh's 1.5 KB exchanges take ~55
+// bytes each. Against dynalite the emulator's CPU per captured exchange
+// went from ~100 us to ~4 us (docs/performance.md).
+//
+// Overwrites: an item appended again with the same (session, timestamp)
+// lands in the same bucket, in a later chunk; readers merge a bucket's
+// chunks in key order, so the last write wins, as with one DynamoDB item
+// per key. Redelivered batches therefore leave duplicates in storage
+// (reads hide them) until the TTL removes their chunks.
 //
 // # Item size
 //
 // DynamoDB refuses items over 400 KB (409,600 bytes, attribute names
-// included). AppendTraffic sizes every item before writing it: the
-// attributes besides the blob (names, keys, id, encoding, expiresAt) are
-// counted at their largest, and the blob gets what remains less a 64-byte
-// margin, never more than capture.DefaultItemBudget (390,000 bytes, the
-// budget the capture pipeline already fits items to). An encoding over
-// that budget which compresses under it is stored whole; otherwise the
-// item is cut with capture.Item.FitTo to the budget (measured on the
-// uncompressed JSON: bodies first, marked truncated, their original size
-// and SHA-256 kept) and encoded again. A stored item therefore always
-// fits, whatever its bodies: two 350 KB binary bodies are cut (to about
-// 285 KB of data in all, base64 in the JSON), while two 350 KB bodies of
+// included). A chunk of several items holds at most ChunkRawMax bytes of
+// records and ids, well under the limit. An item larger than that is a
+// chunk of its own, sized before it is written: the attributes besides
+// the blob (names, keys, ids, encoding, expiresAt) are counted at their
+// largest, and the blob gets what remains less a 64-byte margin, never
+// more than capture.DefaultItemBudget (390,000 bytes, the budget the
+// capture pipeline already fits items to). An encoding over that budget
+// which compresses under it is stored whole; otherwise the item is cut
+// with capture.Item.FitTo to the budget (measured on the JSON encoding,
+// never smaller than the binary one: bodies first, marked truncated,
+// their original size and SHA-256 kept) and encoded again. A stored item
+// therefore always fits, whatever its bodies: two 350 KB binary bodies
+// are cut (to about 285 KB of data in all), while two 350 KB bodies of
 // repetitive text are stored whole, unless the caller cut them already
 // (the capture pipeline's store sink applies FitTo before the store).
 //
@@ -70,21 +103,27 @@
 // about (table size / 4 KB) read units. It serves the admin API's and the
 // CLI's listings, never the request path (which uses GetSession).
 //
-// GetTraffic queries the "by-id" index for the item's key, then reads the
-// item with a consistent GetItem: two small reads whatever the session's size,
-// paid for by one index write (about 1 write unit) per stored item. The
-// index is eventually consistent: on DynamoDB an item can usually be found
-// by id within a second of AppendTraffic (immediately on dynalite).
-// ListTraffic is a Query on (sessionId, timestamp), oldest first. Item ids
-// that are empty or longer than 1,024 bytes are not indexed (GetTraffic
-// does not find them).
+// ListTraffic queries the session's chunks from the bucket of its after
+// timestamp on (pages of up to 64 chunks) and returns a bucket's items once
+// all of its chunks are read, merged and ordered: a page of items reads
+// whole buckets (at 25k exchanges/s in one session, ~250 items), and only
+// the items returned are decoded.
 //
-// AppendTraffic writes with BatchWriteItem, 25 items per call, one call
-// after the other. Items DynamoDB leaves unprocessed (throttling) are sent
+// GetTraffic finds an item's chunk with a Query filtered on the chunks' ids
+// attribute (the filter saves transfer and decoding, not read units: the
+// chunks the Query passes are paid for). For ids made by capture.NewID,
+// whose first 12 hex digits are the time the exchange ended (after its
+// timestamp), it starts at that time and goes back, so it usually reads a
+// page of chunks; other ids are searched from the session's start. An id
+// that is not there costs a Query over the whole session. The item's
+// bucket is then read whole, so an item overwritten at its timestamp is
+// not returned.
+//
+// AppendTraffic writes with BatchWriteItem, 25 chunks per call, one call
+// after the other. Chunks DynamoDB leaves unprocessed (throttling) are sent
 // again with jittered exponential backoff, 8 attempts per call at most
 // (about 5 s of waiting at worst); what is still unprocessed then is an
-// error, and the caller (the capture pipeline) retries the batch later:
-// writes are idempotent by key.
+// error, and the caller (the capture pipeline) retries the batch later.
 //
 // # Stub bounds
 //
@@ -101,12 +140,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	gzip "github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -126,7 +167,7 @@ const Scheme = "dynamodb"
 const (
 	SessionsTable = "sessions"
 	StubsTable    = "stubs"
-	TrafficTable  = "proxy-traffic"
+	TrafficTable  = "proxy-traffic-chunks"
 )
 
 // ErrBadURL wraps every problem with a store URL (and a missing region):
@@ -179,11 +220,14 @@ type Store struct {
 	sessions, stubs, traffic     string // table names
 	trafficTTL                   time.Duration
 	maxStubs                     int
-	retry                        backoff // for BatchWriteItem's unprocessed items
-	gzipWriters, gzipReaders     sync.Pool
-	scratch                      sync.Pool // *[]byte: items' JSON before compression
-	clientRegion, clientEndpoint string    // for String
-	conns                        *connSet  // the SDK client's connections (Open's), closed by Close
+	retry                        backoff       // for BatchWriteItem's unprocessed items
+	zenc                         *zstd.Encoder // EncodeAll and DecodeAll are safe for concurrent use
+	zdec                         *zstd.Decoder
+	scratch                      sync.Pool     // *[]byte: an item's JSON before it joins a chunk
+	lastStamp                    atomic.Uint64 // the last chunk write stamp (writeStamp)
+	writer                       uint32        // this Store's part of its chunk keys
+	clientRegion, clientEndpoint string        // for String
+	conns                        *connSet      // the SDK client's connections (Open's), closed by Close
 }
 
 // Open opens the store named by a dynamodb:// URL (see the package
@@ -304,15 +348,15 @@ func newStore(db api, prefix string, o Options) *Store {
 		trafficTTL: o.TrafficTTL,
 		maxStubs:   o.MaxStubsPerSession,
 		retry:      backoff{base: retryBase, max: retryMax, attempts: retryAttempts},
+		writer:     rand.Uint32(), //nolint:gosec // tells writers apart, not a secret
 	}
 	if s.maxStubs <= 0 {
 		s.maxStubs = DefaultMaxStubsPerSession
 	}
 	s.scratch.New = func() any { return new([]byte) }
-	s.gzipWriters.New = func() any {
-		w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // a valid level: no error
-		return w
-	}
+	// Valid options: no errors.
+	s.zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithLowerEncoderMem(true))
+	s.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxDecoded), zstd.WithDecoderLowmem(true), zstd.WithDecoderConcurrency(0))
 	return s
 }
 

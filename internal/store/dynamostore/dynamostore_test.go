@@ -124,7 +124,7 @@ func TestOpen(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	if want := []string{"p-sessions", "p-stubs", "p-proxy-traffic"}; strings.Join(st.Tables(), " ") != strings.Join(want, " ") {
+	if want := []string{"p-sessions", "p-stubs", "p-proxy-traffic-chunks"}; strings.Join(st.Tables(), " ") != strings.Join(want, " ") {
 		t.Errorf("Tables() = %v, want %v", st.Tables(), want)
 	}
 	if got := st.String(); !strings.Contains(got, "region=us-east-1") || !strings.Contains(got, "endpoint=http://127.0.0.1:1") {
@@ -280,7 +280,7 @@ func TestExpiresAtAttributes(t *testing.T) {
 		key   item
 		want  string
 	}{
-		{st.traffic, item{attrSession: attrS("s"), attrTimestamp: attrN(ts)}, "1767326645"},
+		{st.traffic, lastChunk(t, st, "s"), "1767326645"},
 		{st.stubs, stubKey("s", "x"), "1767326645"},
 	} {
 		out, err := st.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(c.table), Key: c.key})

@@ -16,13 +16,8 @@ import (
 const (
 	attrSession   = "sessionId"
 	attrStubID    = "stubId"
-	attrTimestamp = "timestamp"
-	attrID        = "id"
 	attrExpiresAt = "expiresAt" // the TTL attribute of stubs and traffic
 )
-
-// idIndex is the traffic table's global secondary index on (sessionId, id).
-const idIndex = "by-id"
 
 // Table creation waits: DescribeTable is polled from tableMinDelay up to
 // tableMaxDelay apart, for at most tableMaxWait.
@@ -42,7 +37,6 @@ type tableSpec struct {
 	name     string
 	hash     keyAttr
 	rng      *keyAttr
-	idIndex  bool // the traffic table's "by-id" index
 	ttl      bool // TTL on expiresAt
 	describe string
 }
@@ -52,7 +46,7 @@ func (s *Store) specs() []tableSpec {
 	return []tableSpec{
 		{name: s.sessions, hash: sessionKey, describe: "sessions"},
 		{name: s.stubs, hash: sessionKey, rng: &keyAttr{attrStubID, types.ScalarAttributeTypeS}, ttl: true, describe: "stubs"},
-		{name: s.traffic, hash: sessionKey, rng: &keyAttr{attrTimestamp, types.ScalarAttributeTypeN}, idIndex: true, ttl: true, describe: "traffic"},
+		{name: s.traffic, hash: sessionKey, rng: &keyAttr{attrChunk, types.ScalarAttributeTypeS}, ttl: true, describe: "traffic"},
 	}
 }
 
@@ -110,18 +104,6 @@ func (s *Store) createTable(ctx context.Context, t tableSpec) error {
 		in.KeySchema = append(in.KeySchema,
 			types.KeySchemaElement{AttributeName: aws.String(t.rng.name), KeyType: types.KeyTypeRange})
 	}
-	if t.idIndex {
-		in.AttributeDefinitions = append(in.AttributeDefinitions,
-			types.AttributeDefinition{AttributeName: aws.String(attrID), AttributeType: types.ScalarAttributeTypeS})
-		in.GlobalSecondaryIndexes = []types.GlobalSecondaryIndex{{
-			IndexName: aws.String(idIndex),
-			KeySchema: []types.KeySchemaElement{
-				{AttributeName: aws.String(attrSession), KeyType: types.KeyTypeHash},
-				{AttributeName: aws.String(attrID), KeyType: types.KeyTypeRange},
-			},
-			Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly},
-		}}
-	}
 	_, err := s.db.CreateTable(ctx, in)
 	if _, inUse := errors.AsType[*types.ResourceInUseException](err); err != nil && !inUse { // in use: it exists (or is being created)
 		return fmt.Errorf("create %s table %s: %w", t.describe, t.name, err)
@@ -140,18 +122,7 @@ func (t tableSpec) check(d *types.TableDescription) error {
 	if got := keyString(d.KeySchema); !slices.Equal(got, want) {
 		return fmt.Errorf("table %s has keys %v, want %v: it was not made by proxyctl store init", t.name, got, want)
 	}
-	if !t.idIndex {
-		return nil
-	}
-	for _, g := range d.GlobalSecondaryIndexes {
-		if aws.ToString(g.IndexName) == idIndex {
-			if got, want := keyString(g.KeySchema), []string{attrSession + " HASH", attrID + " RANGE"}; !slices.Equal(got, want) {
-				return fmt.Errorf("table %s: index %s has keys %v, want %v", t.name, idIndex, got, want)
-			}
-			return nil
-		}
-	}
-	return fmt.Errorf("table %s has no global secondary index %q: it was not made by proxyctl store init", t.name, idIndex)
+	return nil
 }
 
 func keyString(ks []types.KeySchemaElement) []string {

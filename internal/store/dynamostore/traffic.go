@@ -1,17 +1,16 @@
 package dynamostore
 
 import (
-	"bytes"
+	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
-
-	gzip "github.com/klauspost/compress/gzip"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -21,11 +20,13 @@ import (
 	"github.com/proxyctl/proxyctl/internal/store"
 )
 
-// Traffic table attributes (besides the keys, id and expiresAt).
+// Traffic table attributes (besides the keys and expiresAt).
 const (
-	attrItem         = "item"
+	attrChunk        = "chunk" // the sort key: bucket, write stamp, writer
+	attrItems        = "items"
 	attrItemEncoding = "itemEncoding"
-	encodingGzip     = "gzip"
+	attrIDs          = "ids"
+	encodingZstd     = "zstd"
 )
 
 // Size limits.
@@ -37,24 +38,42 @@ const (
 	itemSizeMargin = 64
 	// maxNumberSize is the most a number attribute's value takes.
 	maxNumberSize = 21
-	// compressMin is the encoded size from which an item is compressed:
+	// compressMin is the encoded size from which a chunk is compressed:
 	// below 1 KiB a write costs one unit anyway.
 	compressMin = 1024
-	// maxIndexedID is the longest id the "by-id" index can hold (a sort key
-	// is at most 1,024 bytes).
+	// maxIndexedID is the longest item id GetTraffic finds (ids in a
+	// chunk's id set count toward its size).
 	maxIndexedID = 1024
 	// maxSessionID is the longest session id DynamoDB accepts as a
 	// partition key.
 	maxSessionID = 2048
-	// maxDecoded bounds a decompressed item: far above anything stored,
+	// maxDecoded bounds a decompressed chunk: far above anything stored,
 	// it only guards against a corrupt blob.
 	maxDecoded = 16 << 20
 )
 
-// BatchSize is the most items one BatchWriteItem call writes.
+// Chunking (see the package documentation).
+const (
+	// BucketMicros is the width of a chunk's time bucket: the items of one
+	// chunk have timestamps in the same BucketMicros-aligned interval.
+	BucketMicros = 10_000
+	// ChunkRawMax is the most encoded bytes (records and ids) a chunk of
+	// several items holds before compression; a larger item is a chunk
+	// of its own.
+	ChunkRawMax = 256 << 10
+	// chunkKeyLen is the length of a chunk key: the bucket (16 hex
+	// digits), the write stamp (16) and the writer (8).
+	chunkKeyLen = 40
+	// bucketKeyLen is the length of a chunk key's bucket prefix.
+	bucketKeyLen = 16
+	// chunksPerPage bounds the chunks one Query reads.
+	chunksPerPage = 64
+)
+
+// BatchSize is the most chunks one BatchWriteItem call writes.
 const BatchSize = 25
 
-// backoff is the retry schedule of unprocessed items: attempt n (from 1)
+// backoff is the retry schedule of unprocessed writes: attempt n (from 1)
 // waits between half and all of min(max, base·2^(n-1)).
 type backoff struct {
 	base, max time.Duration
@@ -89,16 +108,92 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-type trafficKey struct {
-	session string
-	ts      int64
+// bucketOf returns the bucket of a timestamp (floor division, so that
+// negative timestamps sort before positive ones too).
+func bucketOf(ts int64) int64 {
+	b := ts / BucketMicros
+	if ts%BucketMicros < 0 {
+		b--
+	}
+	return b
 }
 
-// AppendTraffic implements store.Traffic with BatchWriteItem, 25 items per
-// call; items DynamoDB leaves unprocessed are retried with backoff (see
-// the package documentation). When the same key appears twice the later
-// item wins. Items are checked before anything is written: a nil item, an
-// empty session id or one over 2,048 bytes fails the whole call.
+// bucketKey is a bucket's key prefix: fixed-width hex of the bucket with
+// the sign bit flipped, so that byte order is numeric order.
+func bucketKey(bucket int64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(bucket)^(1<<63)) //nolint:gosec // a bit pattern
+	return hex.EncodeToString(b[:])
+}
+
+// writeStamp returns a number that grows with every call of this store
+// (wall-clock nanoseconds, or one more than the last): the order of the
+// chunks of one bucket is the order they were written in.
+func (s *Store) writeStamp() uint64 {
+	now := uint64(time.Now().UnixNano()) //nolint:gosec // after 1970
+	for {
+		last := s.lastStamp.Load()
+		next := max(now, last+1)
+		if s.lastStamp.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
+
+// chunkKey returns a new chunk's key in bucket.
+func (s *Store) chunkKey(bucket int64) string {
+	var b [20]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(bucket)^(1<<63)) //nolint:gosec // a bit pattern
+	binary.BigEndian.PutUint64(b[8:16], s.writeStamp())
+	binary.BigEndian.PutUint32(b[16:], s.writer)
+	return hex.EncodeToString(b[:])
+}
+
+// chunk is the items of one session and bucket going into one DynamoDB
+// item: their records (see appendRecord), the ids to find them by, and
+// the largest timestamp (for expiresAt).
+type chunk struct {
+	session string
+	bucket  int64
+	raw     []byte
+	ids     []string
+	idBytes int
+	items   []*capture.Item // for fitting a single large item
+	maxTS   int64
+}
+
+// idList is the chunk's ids attribute: the ids each followed by a newline,
+// after a leading one, so that GetTraffic's filter finds "\n" + id + "\n"
+// in it. An id holding a newline can match where it should not; the
+// bucket read that follows checks the id exactly. A string is what
+// dynalite handles at the least cost (a string set costs it ~1 us of CPU
+// per element), and what DynamoDB bills the same.
+func (c *chunk) idList() string {
+	var b strings.Builder
+	b.Grow(c.idBytes + len(c.ids) + 1)
+	b.WriteByte('\n')
+	for _, id := range c.ids {
+		b.WriteString(id)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// appendRecord appends an item's record to a chunk's raw bytes: its
+// timestamp (varint), the length of its encoding (uvarint) and the
+// encoding (capture.Item.AppendBinary).
+func appendRecord(dst []byte, ts int64, js []byte) []byte {
+	dst = binary.AppendVarint(dst, ts)
+	dst = binary.AppendUvarint(dst, uint64(len(js)))
+	return append(dst, js...)
+}
+
+// AppendTraffic implements store.Traffic. Items are grouped by session and
+// time bucket, packed into chunks of at most ChunkRawMax bytes and written
+// with BatchWriteItem, 25 chunks per call; chunks DynamoDB leaves
+// unprocessed are retried with backoff (see the package documentation).
+// Items are checked before anything is written: a nil item, an empty
+// session id or one over 2,048 bytes fails the whole call.
 func (s *Store) AppendTraffic(ctx context.Context, items []*capture.Item) error {
 	if err := store.CheckItems(items); err != nil {
 		return err
@@ -108,287 +203,502 @@ func (s *Store) AppendTraffic(ctx context.Context, items []*capture.Item) error 
 			return fmt.Errorf("append traffic: item %d (%s): session id of %d bytes, DynamoDB takes at most %d", i, it.ID, len(it.SessionID), maxSessionID)
 		}
 	}
-	// BatchWriteItem refuses a key twice in one call: keep the last.
-	pos := make(map[trafficKey]int, len(items))
-	uniq := make([]*capture.Item, 0, len(items))
-	for _, it := range items {
-		k := trafficKey{it.SessionID, it.Timestamp}
-		if i, ok := pos[k]; ok {
-			uniq[i] = it
-			continue
-		}
-		pos[k] = len(uniq)
-		uniq = append(uniq, it)
+	chunks, err := s.chunk(items)
+	if err != nil {
+		return err
 	}
-	reqs := make([]types.WriteRequest, 0, min(len(uniq), BatchSize))
-	for chunk := range slices.Chunk(uniq, BatchSize) {
+	reqs := make([]types.WriteRequest, 0, min(len(chunks), BatchSize))
+	counts := make(map[string]int, min(len(chunks), BatchSize)) // chunk key -> items
+	for part := range slices.Chunk(chunks, BatchSize) {
 		reqs = reqs[:0]
-		for _, it := range chunk {
-			m, err := s.encodeItem(it)
+		clear(counts)
+		for _, c := range part {
+			m, err := s.encodeChunk(c)
 			if err != nil {
 				return err
 			}
 			reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: m}})
+			counts[m[attrChunk].(*types.AttributeValueMemberS).Value] = len(c.items)
 		}
-		if err := s.batchWrite(ctx, reqs); err != nil {
+		if err := s.batchWrite(ctx, reqs, counts); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// batchWrite writes up to 25 requests, retrying unprocessed ones.
-func (s *Store) batchWrite(ctx context.Context, reqs []types.WriteRequest) error {
-	pending := reqs
-	for attempt := 1; ; attempt++ {
-		out, err := s.db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{
-			RequestItems: map[string][]types.WriteRequest{s.traffic: pending},
-		})
-		if err != nil {
-			return fmt.Errorf("append traffic: write %d items: %w", len(pending), err)
-		}
-		pending = out.UnprocessedItems[s.traffic]
-		if len(pending) == 0 {
-			return nil
-		}
-		if attempt >= s.retry.attempts {
-			return fmt.Errorf("append traffic: %d of %d items still unprocessed after %d attempts", len(pending), len(reqs), attempt)
-		}
-		if err := sleep(ctx, s.retry.delay(attempt)); err != nil {
-			return fmt.Errorf("append traffic: %d of %d items unprocessed: %w", len(pending), len(reqs), err)
-		}
+// chunk groups items by session and bucket, in the order each group first
+// appears, and packs each group into chunks of at most ChunkRawMax raw
+// bytes (an item larger than that alone). Within a chunk, records keep
+// the items' order: a later record of the same timestamp wins.
+func (s *Store) chunk(items []*capture.Item) ([]*chunk, error) {
+	type groupKey struct {
+		session string
+		bucket  int64
 	}
+	open := make(map[groupKey]*chunk)
+	var out []*chunk
+	scratch := s.scratch.Get().(*[]byte)
+	defer s.scratch.Put(scratch)
+	for i, it := range items {
+		k := groupKey{it.SessionID, bucketOf(it.Timestamp)}
+		js, err := it.AppendBinary((*scratch)[:0])
+		if err != nil {
+			return nil, fmt.Errorf("append traffic: encode item %s: %w", it.ID, err)
+		}
+		*scratch = js
+		id := it.ID
+		if len(id) > maxIndexedID {
+			id = ""
+		}
+		size := len(js) + 2*binary.MaxVarintLen64 + len(id)
+		c := open[k]
+		if c != nil && len(c.raw)+c.idBytes+size > ChunkRawMax {
+			c = nil
+		}
+		if c == nil {
+			c = &chunk{session: k.session, bucket: k.bucket, maxTS: it.Timestamp}
+			// Room for this item and as many like it as the batch has
+			// left, up to a full chunk: one allocation in most cases.
+			c.raw = make([]byte, 0, max(size, min(ChunkRawMax, size*(len(items)-i))))
+			open[k] = c
+			out = append(out, c)
+		}
+		c.raw = appendRecord(c.raw, it.Timestamp, js)
+		if id != "" {
+			c.ids = append(c.ids, id)
+			c.idBytes += len(id) + 1
+		}
+		c.items = append(c.items, it)
+		c.maxTS = max(c.maxTS, it.Timestamp)
+	}
+	if cap(*scratch) > 1<<20 {
+		*scratch = nil // do not keep a large item's buffer
+	}
+	return out, nil
 }
 
-// itemOverhead is the stored size of a traffic item besides its blob:
-// attribute names, keys, id, encoding and expiresAt, numbers at their
-// largest.
-func (s *Store) itemOverhead(it *capture.Item) int {
-	n := len(attrSession) + len(it.SessionID) +
-		len(attrTimestamp) + maxNumberSize +
-		len(attrID) + len(it.ID) +
-		len(attrItem) +
-		len(attrItemEncoding) + len(encodingGzip)
+// chunkOverhead is the stored size of a chunk besides its blob: attribute
+// names, keys, ids, encoding and expiresAt, numbers at their largest.
+func (s *Store) chunkOverhead(c *chunk) int {
+	n := len(attrSession) + len(c.session) +
+		len(attrChunk) + chunkKeyLen +
+		len(attrItems) +
+		len(attrItemEncoding) + len(encodingZstd)
+	if len(c.ids) > 0 {
+		n += len(attrIDs) + c.idBytes + 1
+	}
 	if s.trafficTTL > 0 {
 		n += len(attrExpiresAt) + maxNumberSize
 	}
 	return n
 }
 
-// encodeItem returns the DynamoDB item of it, fitted under MaxItemSize
-// (see the package documentation).
-func (s *Store) encodeItem(it *capture.Item) (item, error) {
-	budget := min(capture.DefaultItemBudget, MaxItemSize-itemSizeMargin-s.itemOverhead(it))
-	if budget <= 0 {
-		return nil, fmt.Errorf("append traffic: item %s: its keys leave no room under the item size limit", it.ID)
+// encodeChunk returns the DynamoDB item of a chunk, fitted under
+// MaxItemSize (see the package documentation).
+func (s *Store) encodeChunk(c *chunk) (item, error) {
+	budget := min(capture.DefaultItemBudget, MaxItemSize-itemSizeMargin-s.chunkOverhead(c))
+	if budget <= 2*binary.MaxVarintLen64 {
+		return nil, fmt.Errorf("append traffic: item %s: its keys leave no room under the item size limit", c.items[0].ID)
 	}
-	// AppendJSON writes json.Marshal's bytes at a tenth of the cost.
-	if err := it.CheckJSON(); err != nil {
-		return nil, fmt.Errorf("append traffic: encode item %s: %w", it.ID, err)
-	}
-	// The JSON goes into a pooled scratch buffer: only the stored blob is
-	// allocated per item.
-	scratch := s.scratch.Get().(*[]byte)
-	defer s.scratch.Put(scratch)
-	js := it.AppendJSON((*scratch)[:0])
-	*scratch = js
-	blob, enc := s.compress(js)
+	blob, enc := s.compress(c.raw)
 	if len(blob) > budget {
-		it = it.FitTo(budget)
-		js = it.AppendJSON(js[:0])
-		*scratch = js
-		if blob, enc = s.compress(js); len(blob) > budget {
+		// Only a chunk of one item can be this large (several items are
+		// packed up to ChunkRawMax): cut that item's bodies to fit.
+		if len(c.items) != 1 {
+			return nil, fmt.Errorf("append traffic: a chunk of %d items takes %d bytes, over the budget of %d", len(c.items), len(blob), budget)
+		}
+		it := c.items[0]
+		// FitTo measures the JSON encoding, which is never smaller than
+		// the binary one.
+		it = it.FitTo(budget - 2*binary.MaxVarintLen64)
+		bin, err := it.AppendBinary(nil)
+		if err != nil {
+			return nil, fmt.Errorf("append traffic: encode item %s: %w", it.ID, err)
+		}
+		c.raw = appendRecord(c.raw[:0], it.Timestamp, bin)
+		if blob, enc = s.compress(c.raw); len(blob) > budget {
 			return nil, fmt.Errorf("append traffic: item %s: %d bytes after fitting, over the budget of %d", it.ID, len(blob), budget)
 		}
 	}
-	if enc == "" {
-		blob = bytes.Clone(blob) // not the scratch buffer
-	}
-	if cap(*scratch) > 1<<20 {
-		*scratch = nil // do not keep a large item's buffer
-	}
 	m := item{
-		attrSession:   attrS(it.SessionID),
-		attrTimestamp: attrN(it.Timestamp),
-		attrItem:      &types.AttributeValueMemberB{Value: blob},
+		attrSession: attrS(c.session),
+		attrChunk:   attrS(s.chunkKey(c.bucket)),
+		attrItems:   &types.AttributeValueMemberB{Value: blob},
 	}
 	if enc != "" {
 		m[attrItemEncoding] = attrS(enc)
 	}
-	if it.ID != "" && len(it.ID) <= maxIndexedID {
-		m[attrID] = attrS(it.ID)
+	if len(c.ids) > 0 {
+		m[attrIDs] = attrS(c.idList())
 	}
 	if s.trafficTTL > 0 {
-		m[attrExpiresAt] = attrN(it.Timestamp/1e6 + int64(s.trafficTTL/time.Second))
+		m[attrExpiresAt] = attrN(c.maxTS/1e6 + int64(s.trafficTTL/time.Second))
 	}
 	return m, nil
 }
 
-// compress returns js gzip-compressed when that is worth it, with the
-// encoding's name; else js itself and "". The gzip writer is
-// klauspost/compress's: the same format at a third of the standard
-// library's CPU for items of a few KB (BenchmarkEncodeItem: 19.5 -> 6 us
-// for a 1.5 KB item), whose cost is mostly building Huffman tables.
-func (s *Store) compress(js []byte) ([]byte, string) {
-	if len(js) < compressMin {
-		return js, ""
+// batchWrite writes up to 25 chunks, retrying unprocessed ones. counts
+// gives each chunk's number of items, for errors.
+func (s *Store) batchWrite(ctx context.Context, reqs []types.WriteRequest, counts map[string]int) error {
+	pending := reqs
+	itemsOf := func(rs []types.WriteRequest) int {
+		n := 0
+		for _, r := range rs {
+			if r.PutRequest != nil {
+				if k, ok := r.PutRequest.Item[attrChunk].(*types.AttributeValueMemberS); ok {
+					n += counts[k.Value]
+				}
+			}
+		}
+		return n
 	}
-	var buf bytes.Buffer
-	buf.Grow(len(js))
-	w := s.gzipWriters.Get().(*gzip.Writer)
-	defer s.gzipWriters.Put(w)
-	w.Reset(&buf)
-	if _, err := w.Write(js); err != nil {
-		return js, ""
+	for attempt := 1; ; attempt++ {
+		out, err := s.db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{
+			RequestItems: map[string][]types.WriteRequest{s.traffic: pending},
+		})
+		if err != nil {
+			return fmt.Errorf("append traffic: write %d items in %d chunks: %w", itemsOf(pending), len(pending), err)
+		}
+		pending = out.UnprocessedItems[s.traffic]
+		if len(pending) == 0 {
+			return nil
+		}
+		if attempt >= s.retry.attempts {
+			return fmt.Errorf("append traffic: %d of %d items still unprocessed after %d attempts", itemsOf(pending), itemsOf(reqs), attempt)
+		}
+		if err := sleep(ctx, s.retry.delay(attempt)); err != nil {
+			return fmt.Errorf("append traffic: %d of %d items unprocessed: %w", itemsOf(pending), itemsOf(reqs), err)
+		}
 	}
-	if err := w.Close(); err != nil || buf.Len() >= len(js) {
-		return js, ""
-	}
-	return buf.Bytes(), encodingGzip
 }
 
-func (s *Store) decodeItem(m item) (capture.Item, error) {
-	var it capture.Item
-	session, err := getS(m, attrSession)
-	if err != nil {
-		return it, err
+// compress returns raw zstd-compressed when that is worth it, with the
+// encoding's name; else raw itself and "". zstd at its fastest level
+// (klauspost/compress) takes half of gzip's CPU for chunks of JSON
+// records and makes them smaller (BenchmarkEncodeChunk).
+func (s *Store) compress(raw []byte) ([]byte, string) {
+	if len(raw) < compressMin {
+		return raw, ""
 	}
-	ts, err := getN(m, attrTimestamp)
-	if err != nil {
-		return it, err
+	out := s.zenc.EncodeAll(raw, make([]byte, 0, len(raw)/2))
+	if len(out) >= len(raw) {
+		return raw, ""
 	}
-	blob, err := getB(m, attrItem)
+	return out, encodingZstd
+}
+
+// record is one item of a chunk, not yet decoded.
+type record struct {
+	ts  int64
+	bin []byte // capture.Item.AppendBinary's encoding
+}
+
+// decodeChunk returns a stored chunk's key and records, in the order they
+// were written.
+func (s *Store) decodeChunk(m item) (string, []record, error) {
+	key, err := getS(m, attrChunk)
 	if err != nil {
-		return it, err
+		return "", nil, err
+	}
+	if len(key) != chunkKeyLen {
+		return "", nil, fmt.Errorf("traffic chunk %q: not a chunk key", key)
+	}
+	blob, err := getB(m, attrItems)
+	if err != nil {
+		return "", nil, fmt.Errorf("traffic chunk %s: %w", key, err)
 	}
 	enc, err := getS(m, attrItemEncoding)
 	if err != nil {
-		return it, err
+		return "", nil, fmt.Errorf("traffic chunk %s: %w", key, err)
 	}
 	switch enc {
 	case "":
-	case encodingGzip:
-		if blob, err = s.gunzip(blob); err != nil {
-			return it, fmt.Errorf("traffic item %s/%d: %w", session, ts, err)
+	case encodingZstd:
+		// The decoder refuses frames over maxDecoded.
+		if blob, err = s.zdec.DecodeAll(blob, nil); err != nil {
+			return "", nil, fmt.Errorf("traffic chunk %s: %w", key, err)
 		}
 	default:
-		return it, fmt.Errorf("traffic item %s/%d: unknown %s %q", session, ts, attrItemEncoding, enc)
+		return "", nil, fmt.Errorf("traffic chunk %s: unknown %s %q", key, attrItemEncoding, enc)
 	}
-	if err := json.Unmarshal(blob, &it); err != nil {
-		return it, fmt.Errorf("traffic item %s/%d: %w", session, ts, err)
+	var recs []record
+	for len(blob) > 0 {
+		ts, n := binary.Varint(blob)
+		if n <= 0 {
+			return "", nil, fmt.Errorf("traffic chunk %s: record %d: bad timestamp", key, len(recs))
+		}
+		blob = blob[n:]
+		size, n := binary.Uvarint(blob)
+		if n <= 0 || size > uint64(len(blob)-n) { //nolint:gosec // n <= len(blob)
+			return "", nil, fmt.Errorf("traffic chunk %s: record %d: bad length", key, len(recs))
+		}
+		blob = blob[n:]
+		recs = append(recs, record{ts: ts, bin: blob[:size:size]})
+		blob = blob[size:]
 	}
-	it.SessionID, it.Timestamp = session, ts // the keys are authoritative
+	return key, recs, nil
+}
+
+func decodeRecord(session string, r record) (capture.Item, error) {
+	var it capture.Item
+	if err := it.UnmarshalBinary(r.bin); err != nil {
+		return it, fmt.Errorf("traffic item %s/%d: %w", session, r.ts, err)
+	}
+	it.SessionID, it.Timestamp = session, r.ts // the keys are authoritative
 	return it, nil
 }
 
-func (s *Store) gunzip(blob []byte) ([]byte, error) {
-	var r *gzip.Reader
-	if v := s.gzipReaders.Get(); v != nil {
-		r = v.(*gzip.Reader)
-		if err := r.Reset(bytes.NewReader(blob)); err != nil {
-			return nil, err
-		}
-	} else {
-		var err error
-		if r, err = gzip.NewReader(bytes.NewReader(blob)); err != nil {
-			return nil, err
-		}
-	}
-	defer s.gzipReaders.Put(r)
-	out, err := io.ReadAll(io.LimitReader(r, maxDecoded+1))
-	switch {
-	case err != nil:
-		return nil, err
-	case len(out) > maxDecoded:
-		return nil, errors.New("decompressed item too large")
-	}
-	return out, nil
+// bucketReader reads a session's chunks in key order and hands over each
+// bucket's records once the bucket is complete: one record per timestamp,
+// the last written, ordered by timestamp.
+type bucketReader struct {
+	s       *Store
+	session string
+	cur     string           // the bucket being gathered
+	recs    map[int64]record // its records so far
 }
 
-// ListTraffic implements store.Traffic: a consistent Query on the session's
-// items with timestamp > after, oldest first.
+// add takes a chunk; when it starts a new bucket, the previous bucket's
+// records are returned.
+func (b *bucketReader) add(m item) ([]record, error) {
+	key, recs, err := b.s.decodeChunk(m)
+	if err != nil {
+		return nil, err
+	}
+	var done []record
+	if bucket := key[:bucketKeyLen]; bucket != b.cur {
+		done = b.flush()
+		b.cur = bucket
+	}
+	if b.recs == nil {
+		b.recs = make(map[int64]record, len(recs))
+	}
+	for _, r := range recs {
+		b.recs[r.ts] = r
+	}
+	return done, nil
+}
+
+// flush returns the gathered bucket's records ordered by timestamp and
+// starts afresh.
+func (b *bucketReader) flush() []record {
+	if len(b.recs) == 0 {
+		return nil
+	}
+	out := make([]record, 0, len(b.recs))
+	for _, r := range b.recs {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(x, y record) int { return cmp.Compare(x.ts, y.ts) })
+	b.recs = nil
+	return out
+}
+
+// ListTraffic implements store.Traffic: consistent Queries on the session's
+// chunks from the bucket of after on, oldest bucket first; each bucket's
+// chunks are merged (the last write of a timestamp wins) before its items
+// are returned.
 func (s *Store) ListTraffic(ctx context.Context, sessionID string, after int64, limit int) ([]capture.Item, error) {
 	limit = store.Page{Limit: limit}.EffectiveLimit()
 	out := make([]capture.Item, 0, min(limit, 64))
 	if sessionID == "" { // not a valid key: no such session
 		return out, nil
 	}
+	take := func(recs []record) error {
+		for _, r := range recs {
+			if r.ts <= after || len(out) >= limit {
+				continue
+			}
+			it, err := decodeRecord(sessionID, r)
+			if err != nil {
+				return fmt.Errorf("list traffic: %w", err)
+			}
+			out = append(out, it)
+		}
+		return nil
+	}
 	in := &dynamodb.QueryInput{
 		TableName:                aws.String(s.traffic),
-		KeyConditionExpression:   aws.String("#s = :s AND #ts > :after"),
-		ExpressionAttributeNames: map[string]string{"#s": attrSession, "#ts": attrTimestamp},
+		KeyConditionExpression:   aws.String("#s = :s AND #c >= :from"),
+		ExpressionAttributeNames: map[string]string{"#s": attrSession, "#c": attrChunk},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":s":     attrS(sessionID),
-			":after": attrN(after),
+			":s":    attrS(sessionID),
+			":from": attrS(bucketKey(bucketOf(after))),
 		},
 		ScanIndexForward: aws.Bool(true),
 		ConsistentRead:   aws.Bool(true),
+		Limit:            aws.Int32(chunksPerPage),
 	}
+	br := &bucketReader{s: s, session: sessionID}
 	for {
-		in.Limit = aws.Int32(int32(limit - len(out))) //nolint:gosec // at most store.MaxLimit
 		page, err := s.db.Query(ctx, in)
 		if err != nil {
 			return nil, fmt.Errorf("list traffic of session %s: %w", sessionID, err)
 		}
 		for _, m := range page.Items {
-			it, err := s.decodeItem(m)
+			done, err := br.add(m)
 			if err != nil {
 				return nil, fmt.Errorf("list traffic: %w", err)
 			}
-			out = append(out, it)
+			if err := take(done); err != nil {
+				return nil, err
+			}
+			if len(out) >= limit {
+				return out, nil
+			}
 		}
-		if len(out) >= limit || len(page.LastEvaluatedKey) == 0 {
-			return out, nil
+		if len(page.LastEvaluatedKey) == 0 {
+			break
 		}
 		in.ExclusiveStartKey = page.LastEvaluatedKey
 	}
+	if err := take(br.flush()); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
-// GetTraffic implements store.Traffic: the "by-id" index gives the item's
-// timestamp, then a consistent GetItem reads it.
+// idTime returns the time bound of an id made by capture.NewID (its first
+// 12 hex digits are the unix milliseconds at which the exchange ended, so
+// the item's timestamp is at most that), false for other ids.
+func idTime(id string) (int64, bool) {
+	if len(id) != 28 {
+		return 0, false
+	}
+	ms, err := strconv.ParseUint(id[:12], 16, 64)
+	if err != nil || ms > 1<<53 {
+		return 0, false
+	}
+	if _, err := hex.DecodeString(id[12:]); err != nil {
+		return 0, false
+	}
+	return int64(ms) * 1000, true //nolint:gosec // bounded above
+}
+
+// GetTraffic implements store.Traffic. A Query filtered on the chunks' id
+// sets finds the chunks that hold the id: for an id made by
+// capture.NewID, first the chunks up to the id's time, newest first
+// (where the item almost always is), then those after it; for other ids
+// the session's chunks in order. The bucket of the item's timestamp is then
+// read whole, as ListTraffic does, so that an item overwritten at the
+// same timestamp is not returned.
 func (s *Store) GetTraffic(ctx context.Context, sessionID, id string) (capture.Item, error) {
 	notFound := fmt.Errorf("traffic item %s in session %s: %w", id, sessionID, store.ErrNotFound)
 	if sessionID == "" || id == "" || len(id) > maxIndexedID {
 		return capture.Item{}, notFound
 	}
-	in := &dynamodb.QueryInput{
-		TableName:                aws.String(s.traffic),
-		IndexName:                aws.String(idIndex),
-		KeyConditionExpression:   aws.String("#s = :s AND #id = :id"),
-		ExpressionAttributeNames: map[string]string{"#s": attrSession, "#id": attrID},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":s":  attrS(sessionID),
-			":id": attrS(id),
-		},
+	type scan struct {
+		cond    string
+		from    string
+		forward bool
 	}
-	for {
-		keys, err := s.db.Query(ctx, in)
-		if err != nil {
-			return capture.Item{}, fmt.Errorf("get traffic item %s in session %s: %w", id, sessionID, err)
+	scans := []scan{{"", "", true}}
+	if t, ok := idTime(id); ok {
+		// Buckets up to one past the id's (the Stamper may move a
+		// timestamp a few microseconds forward), newest first; then the
+		// rest.
+		edge := bucketKey(bucketOf(t+999) + 2)
+		scans = []scan{{"#c < :from", edge, false}, {"#c >= :from", edge, true}}
+	}
+	seen := make(map[string]bool) // buckets already read
+	for _, sc := range scans {
+		in := &dynamodb.QueryInput{
+			TableName:                aws.String(s.traffic),
+			KeyConditionExpression:   aws.String("#s = :s"),
+			FilterExpression:         aws.String("contains(#ids, :id)"),
+			ProjectionExpression:     aws.String("#c"),
+			ExpressionAttributeNames: map[string]string{"#s": attrSession, "#c": attrChunk, "#ids": attrIDs},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":s":  attrS(sessionID),
+				":id": attrS("\n" + id + "\n"),
+			},
+			ScanIndexForward: aws.Bool(sc.forward),
+			ConsistentRead:   aws.Bool(true),
+			Limit:            aws.Int32(chunksPerPage),
 		}
-		for _, k := range keys.Items {
-			out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-				TableName:      aws.String(s.traffic),
-				Key:            item{attrSession: k[attrSession], attrTimestamp: k[attrTimestamp]},
-				ConsistentRead: aws.Bool(true),
-			})
+		if sc.cond != "" {
+			in.KeyConditionExpression = aws.String("#s = :s AND " + sc.cond)
+			in.ExpressionAttributeValues[":from"] = attrS(sc.from)
+		}
+		for {
+			page, err := s.db.Query(ctx, in)
 			if err != nil {
 				return capture.Item{}, fmt.Errorf("get traffic item %s in session %s: %w", id, sessionID, err)
 			}
-			if out.Item == nil {
-				continue // overwritten or expired since the index saw it
+			for _, m := range page.Items {
+				key, err := getS(m, attrChunk)
+				if err != nil {
+					return capture.Item{}, fmt.Errorf("get traffic item %s in session %s: %w", id, sessionID, err)
+				}
+				if len(key) != chunkKeyLen {
+					return capture.Item{}, fmt.Errorf("get traffic item %s in session %s: %q is not a chunk key", id, sessionID, key)
+				}
+				bucket := key[:bucketKeyLen]
+				if seen[bucket] {
+					continue
+				}
+				seen[bucket] = true
+				it, ok, err := s.findInBucket(ctx, sessionID, bucket, id)
+				if err != nil || ok {
+					return it, err
+				}
 			}
-			it, err := s.decodeItem(out.Item)
-			if err != nil {
-				return capture.Item{}, err
+			if len(page.LastEvaluatedKey) == 0 {
+				break
 			}
-			if it.ID == id {
-				return it, nil
-			}
+			in.ExclusiveStartKey = page.LastEvaluatedKey
 		}
-		if len(keys.LastEvaluatedKey) == 0 {
-			return capture.Item{}, notFound
-		}
-		in.ExclusiveStartKey = keys.LastEvaluatedKey
 	}
+	return capture.Item{}, notFound
+}
+
+// findInBucket reads one bucket of a session whole and returns the item
+// with that id if it is the last written at its timestamp.
+func (s *Store) findInBucket(ctx context.Context, sessionID, bucket, id string) (capture.Item, bool, error) {
+	in := &dynamodb.QueryInput{
+		TableName:                aws.String(s.traffic),
+		KeyConditionExpression:   aws.String("#s = :s AND begins_with(#c, :b)"),
+		ExpressionAttributeNames: map[string]string{"#s": attrSession, "#c": attrChunk},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":s": attrS(sessionID),
+			":b": attrS(bucket),
+		},
+		ScanIndexForward: aws.Bool(true),
+		ConsistentRead:   aws.Bool(true),
+		Limit:            aws.Int32(chunksPerPage),
+	}
+	br := &bucketReader{s: s, session: sessionID}
+	for {
+		page, err := s.db.Query(ctx, in)
+		if err != nil {
+			return capture.Item{}, false, fmt.Errorf("get traffic item %s in session %s: %w", id, sessionID, err)
+		}
+		for _, m := range page.Items {
+			if _, err := br.add(m); err != nil {
+				return capture.Item{}, false, fmt.Errorf("get traffic item %s: %w", id, err)
+			}
+		}
+		if len(page.LastEvaluatedKey) == 0 {
+			break
+		}
+		in.ExclusiveStartKey = page.LastEvaluatedKey
+	}
+	// Only the record with the id is decoded.
+	for _, r := range br.flush() {
+		if _, _, rid, err := capture.BinaryKey(r.bin); err != nil || string(rid) != id {
+			if err != nil {
+				return capture.Item{}, false, fmt.Errorf("get traffic item %s: %w", id, err)
+			}
+			continue
+		}
+		it, err := decodeRecord(sessionID, r)
+		if err != nil {
+			return capture.Item{}, false, fmt.Errorf("get traffic item %s: %w", id, err)
+		}
+		if it.ID == id {
+			return it, true, nil
+		}
+	}
+	return capture.Item{}, false, nil
 }
