@@ -159,6 +159,7 @@ type chunk struct {
 	ids     []string
 	idBytes int
 	items   []*capture.Item // for fitting a single large item
+	at      []int           // the items' places in the batch
 	maxTS   int64
 }
 
@@ -231,6 +232,11 @@ func (s *Store) AppendTraffic(ctx context.Context, items []*capture.Item) error 
 // appears, and packs each group into chunks of at most ChunkRawMax raw
 // bytes (an item larger than that alone). Within a chunk, records keep
 // the items' order: a later record of the same timestamp wins.
+//
+// The items are encoded once into a shared buffer while the chunks are
+// laid out, then each chunk's records are copied into a buffer of its
+// exact size: a batch spread over many sessions makes many small chunks,
+// and guessing their sizes would allocate far more than they hold.
 func (s *Store) chunk(items []*capture.Item) ([]*chunk, error) {
 	type groupKey struct {
 		session string
@@ -240,42 +246,66 @@ func (s *Store) chunk(items []*capture.Item) ([]*chunk, error) {
 	var out []*chunk
 	scratch := s.scratch.Get().(*[]byte)
 	defer s.scratch.Put(scratch)
+	all := (*scratch)[:0]
+	ends := make([]int, len(items)) // item i's encoding is all[ends[i-1]:ends[i]]
+	sizes := make(map[*chunk]int)   // each chunk's records' bytes
 	for i, it := range items {
-		k := groupKey{it.SessionID, bucketOf(it.Timestamp)}
-		js, err := it.AppendBinary((*scratch)[:0])
-		if err != nil {
+		start := len(all)
+		var err error
+		if all, err = it.AppendBinary(all); err != nil {
 			return nil, fmt.Errorf("append traffic: encode item %s: %w", it.ID, err)
 		}
-		*scratch = js
+		ends[i] = len(all)
+		n := len(all) - start
+		rec := varintLen(it.Timestamp) + uvarintLen(uint64(n)) + n //nolint:gosec // a length
 		id := it.ID
 		if len(id) > maxIndexedID {
 			id = ""
 		}
-		size := len(js) + 2*binary.MaxVarintLen64 + len(id)
+		k := groupKey{it.SessionID, bucketOf(it.Timestamp)}
 		c := open[k]
-		if c != nil && len(c.raw)+c.idBytes+size > ChunkRawMax {
+		if c != nil && sizes[c]+c.idBytes+rec+len(id)+1 > ChunkRawMax {
 			c = nil
 		}
 		if c == nil {
 			c = &chunk{session: k.session, bucket: k.bucket, maxTS: it.Timestamp}
-			// Room for this item and as many like it as the batch has
-			// left, up to a full chunk: one allocation in most cases.
-			c.raw = make([]byte, 0, max(size, min(ChunkRawMax, size*(len(items)-i))))
 			open[k] = c
 			out = append(out, c)
 		}
-		c.raw = appendRecord(c.raw, it.Timestamp, js)
+		sizes[c] += rec
 		if id != "" {
 			c.ids = append(c.ids, id)
 			c.idBytes += len(id) + 1
 		}
 		c.items = append(c.items, it)
+		c.at = append(c.at, i)
 		c.maxTS = max(c.maxTS, it.Timestamp)
 	}
-	if cap(*scratch) > 1<<20 {
-		*scratch = nil // do not keep a large item's buffer
+	*scratch = all
+	if cap(all) > 4<<20 {
+		*scratch = nil // do not keep a large batch's buffer
+	}
+	for _, c := range out {
+		c.raw = make([]byte, 0, sizes[c])
+		for _, i := range c.at {
+			start := 0
+			if i > 0 {
+				start = ends[i-1]
+			}
+			c.raw = appendRecord(c.raw, items[i].Timestamp, all[start:ends[i]])
+		}
 	}
 	return out, nil
+}
+
+func varintLen(v int64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutVarint(b[:], v)
+}
+
+func uvarintLen(v uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], v)
 }
 
 // chunkOverhead is the stored size of a chunk besides its blob: attribute

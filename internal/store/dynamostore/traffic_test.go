@@ -322,6 +322,34 @@ func TestAppendTrafficBatches(t *testing.T) {
 	}
 }
 
+// TestChunkManySessions packs a batch spread over many sessions (a chunk
+// of two items each) into buffers of the chunks' sizes, not ChunkRawMax.
+func TestChunkManySessions(t *testing.T) {
+	t.Parallel()
+	st := newStore(nil, "", Options{})
+	var items []*capture.Item
+	for i := range 1000 {
+		items = append(items, newItems(fmt.Sprintf("s%d", i%500), 1, 1, 1024)...)
+	}
+	chunks, err := st.chunk(items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chunks) != 500 {
+		t.Fatalf("%d chunks, want 500", len(chunks))
+	}
+	total := 0
+	for _, c := range chunks {
+		total += cap(c.raw)
+		if len(c.items) != 2 || c.items[0].SessionID != c.session || c.items[1].SessionID != c.session {
+			t.Fatalf("chunk of %s: %d items", c.session, len(c.items))
+		}
+	}
+	if total > 1000*1500 {
+		t.Errorf("chunk buffers of %d bytes for 1000 items of ~1.2 KB", total)
+	}
+}
+
 // TestChunkSplit packs one bucket's items into chunks of at most
 // ChunkRawMax bytes, an item larger than that alone, in order.
 func TestChunkSplit(t *testing.T) {
@@ -348,6 +376,11 @@ func TestChunkSplit(t *testing.T) {
 		}
 		for _, it := range c.items {
 			order = append(order, it.ID)
+		}
+	}
+	for i, c := range chunks {
+		if cap(c.raw) != len(c.raw) {
+			t.Errorf("chunk %d: %d bytes in a buffer of %d", i, len(c.raw), cap(c.raw))
 		}
 	}
 	if want := len(items) * 1200 / ChunkRawMax; len(chunks) < want {
