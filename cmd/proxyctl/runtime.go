@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/smithy-go/logging"
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 	bbolterrors "go.etcd.io/bbolt/errors"
@@ -91,7 +93,7 @@ func (l *limitFlags) validate() (session.Config, []ratelimit.Spec, error) {
 
 // openStoreContext opens the store named by --store: memory, bolt:PATH or
 // dynamodb://?region=R&endpoint=URL&table-prefix=P.
-func openStoreContext(ctx context.Context, raw string) (store.Store, error) {
+func openStoreContext(ctx context.Context, raw string, log zerolog.Logger) (store.Store, error) {
 	switch {
 	case isMemoryStore(raw):
 		r, err := parseRetention(strings.TrimPrefix(raw, "memory"), false)
@@ -116,7 +118,9 @@ func openStoreContext(ctx context.Context, raw string) (store.Store, error) {
 		}
 		return st, nil
 	case strings.HasPrefix(raw, "dynamodb://"):
-		st, err := dynamostore.Open(ctx, raw, dynamostore.Options{})
+		st, err := dynamostore.Open(ctx, raw, dynamostore.Options{
+			LoadOptions: []func(*awsconfig.LoadOptions) error{awsconfig.WithLogger(sdkLogger(log))},
+		})
 		if err != nil {
 			if errors.Is(err, dynamostore.ErrBadURL) {
 				return nil, config.FlagError("store", err)
@@ -127,6 +131,21 @@ func openStoreContext(ctx context.Context, raw string) (store.Store, error) {
 	default:
 		return nil, config.Usagef("store", "--store %q must be memory, bolt:PATH or dynamodb://...", raw)
 	}
+}
+
+// sdkLogger sends the AWS SDK's log lines (for example a warning that a
+// response body could not be drained) through the command's logger, so
+// that they keep --log-format and --log-level instead of going to stderr
+// as plain text.
+func sdkLogger(log zerolog.Logger) logging.Logger {
+	log = log.With().Str("component", "aws-sdk").Logger()
+	return logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+		ev := log.Debug()
+		if c == logging.Warn {
+			ev = log.Warn()
+		}
+		ev.Msgf(format, v...)
+	})
 }
 
 // isMemoryStore reports whether a --store URL names the memory store.
@@ -214,7 +233,7 @@ func defaultStore(getenv func(string) string) string {
 // several MCP servers wrapped by proxyctl at once must not fail because
 // they share the default file.
 func (f *factory) openRuntimeStore(ctx context.Context, log zerolog.Logger) (store.Store, error) {
-	st, err := openStoreContext(ctx, f.global.Store)
+	st, err := openStoreContext(ctx, f.global.Store, log)
 	if err != nil && !f.global.StoreChosen && strings.HasPrefix(f.global.Store, "bolt:") && errors.Is(err, bbolterrors.ErrTimeout) {
 		log.Warn().Err(err).Msg("the default store is in use by another proxyctl process: this run uses the memory store (choose one with --store)")
 		return memstore.New(), nil

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
 	"github.com/proxyctl/proxyctl/internal/store"
@@ -256,7 +257,7 @@ func storedTraffic(t *testing.T, storeURL, prefix string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	st, err := openStoreContext(ctx, storeURL)
+	st, err := openStoreContext(ctx, storeURL, zerolog.New(io.Discard))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func (f *factory) openCLIStore(ctx context.Context) (store.Store, error) {
 	if isMemoryStore(f.global.Store) {
 		return nil, config.Usagef("store", "--store memory lives inside one proxyctl process: give the store the proxy uses (bolt:PATH or dynamodb://...)")
 	}
-	return openStoreContext(ctx, f.global.Store)
+	return openStoreContext(ctx, f.global.Store, f.logger())
 }
 
 func newSessionCmd(f *factory) *cobra.Command {
@@ -284,7 +284,7 @@ changes nothing.`,
 				_, _ = fmt.Fprintln(f.Stdout, "the memory store needs no initialization")
 				return nil
 			}
-			st, err := openStoreContext(cmd.Context(), f.global.Store)
+			st, err := openStoreContext(cmd.Context(), f.global.Store, f.logger())
 			if err != nil {
 				return err
 			}
