@@ -272,7 +272,7 @@ func newStoreCmd(f *factory) *cobra.Command {
 		Use:   "init",
 		Short: "Create the store's tables or file (idempotent)",
 		Long: `init creates what --store needs: the DynamoDB tables (sessions, stubs,
-proxy-traffic-chunks, with the table prefix; waits until they are ACTIVE), or the
+proxy-traffic, with the table prefix; waits until they are ACTIVE), or the
 bolt file, its directory and its traffic directory. Running it again
 changes nothing.`,
 		Args: usageArgs(cobra.NoArgs),

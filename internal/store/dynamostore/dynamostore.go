@@ -17,9 +17,9 @@
 // Store.Init (proxyctl store init) creates the tables, on-demand
 // (PAY_PER_REQUEST), if they are missing:
 //
-//	{prefix}sessions              PK sessionId (S)
-//	{prefix}stubs                 PK sessionId (S), SK stubId (S); TTL expiresAt
-//	{prefix}proxy-traffic-chunks  PK sessionId (S), SK chunk (S); TTL expiresAt
+//	{prefix}sessions       PK sessionId (S)
+//	{prefix}stubs          PK sessionId (S), SK stubId (S); TTL expiresAt
+//	{prefix}proxy-traffic  PK sessionId (S), SK timestamp (N); TTL expiresAt
 //
 // A sessions item holds state (S), kind (S, absent when empty), labels (M of
 // S, always present, possibly empty) and createdAt, lastSeenAt, expiresAt and
@@ -36,16 +36,20 @@
 // Traffic items are not stored one per DynamoDB item: AppendTraffic packs
 // the items of one session whose timestamps fall in the same 10 ms bucket
 // (BucketMicros) into chunks of up to 256 KiB (ChunkRawMax) before
-// compression. A chunk item holds:
+// compression. A chunk item of proxy-traffic holds:
 //
-//   - chunk (S, the sort key): 40 hex digits, the bucket (16, its sign bit
-//     flipped so that text order is numeric order), a write stamp (16:
-//     wall-clock nanoseconds, strictly growing per Store) and the writer
-//     (8, random per Store). Chunks therefore sort by bucket, then in the
-//     order they were written.
+//   - timestamp (N, the sort key): the bucket's first timestamp, and as
+//     the fraction a write stamp (19 digits: wall-clock nanoseconds,
+//     strictly growing per Store) and the writer (3 digits, random per
+//     Store), for example 1767323045120000.1795000000123456789042: 38
+//     digits, DynamoDB's precision, for timestamps until the year 2286.
+//     Chunks therefore sort by bucket, then in the order they were
+//     written, and a bucket's chunks lie between its first timestamp and
+//     the next bucket's. Timestamps before 1970 are refused.
 //   - items (B): one record per item, each the item's timestamp (varint),
-//     the length of its encoding (uvarint) and capture.Item.AppendBinary's
-//     encoding (the bolt store's format: no JSON, no base64); the whole
+//     the length of its encoding (4 bytes, big-endian) and
+//     capture.Item.AppendBinary's encoding (the bolt store's format: no
+//     JSON, no base64); the whole
 //     zstd-compressed when that is smaller and at least 1 KiB (then
 //     itemEncoding (S) is "zstd").
 //   - ids (S): a newline, then each item id followed by a newline, for
@@ -58,7 +62,7 @@
 // at least one write unit, and one session is one partition (about 1,000
 // write units per second). Items of one session are written together and
 // are alike (the same headers, often the same bodies), so a chunk
-// compresses them together: bench/store.sh's 1.5 KB exchanges take ~55
+// compresses them together: bench/store.sh's 1.5 KB exchanges take ~30
 // bytes each. Against dynalite the emulator's CPU per captured exchange
 // went from ~100 us to ~4 us (docs/performance.md).
 //
@@ -67,6 +71,12 @@
 // chunks in key order, so the last write wins, as with one DynamoDB item
 // per key. Redelivered batches therefore leave duplicates in storage
 // (reads hide them) until the TTL removes their chunks.
+//
+// Rows written before chunks (one DynamoDB item per traffic item: its
+// timestamp as the sort key, its JSON in item (B), gzipped when
+// itemEncoding is "gzip", its id in id (S)) are still read, as older than
+// any chunk of their bucket; the "by-id" index those versions created is
+// no longer used and may be deleted.
 //
 // # Item size
 //
@@ -167,7 +177,7 @@ const Scheme = "dynamodb"
 const (
 	SessionsTable = "sessions"
 	StubsTable    = "stubs"
-	TrafficTable  = "proxy-traffic-chunks"
+	TrafficTable  = "proxy-traffic"
 )
 
 // ErrBadURL wraps every problem with a store URL (and a missing region):
@@ -223,7 +233,8 @@ type Store struct {
 	retry                        backoff       // for BatchWriteItem's unprocessed items
 	zenc                         *zstd.Encoder // EncodeAll and DecodeAll are safe for concurrent use
 	zdec                         *zstd.Decoder
-	scratch                      sync.Pool     // *[]byte: an item's JSON before it joins a chunk
+	arenas                       sync.Pool     // *[]byte: a batch's chunks before they are written
+	zbufs                        sync.Pool     // *[]byte: a chunk compressed, before it is copied
 	lastStamp                    atomic.Uint64 // the last chunk write stamp (writeStamp)
 	writer                       uint32        // this Store's part of its chunk keys
 	clientRegion, clientEndpoint string        // for String
@@ -353,7 +364,8 @@ func newStore(db api, prefix string, o Options) *Store {
 	if s.maxStubs <= 0 {
 		s.maxStubs = DefaultMaxStubsPerSession
 	}
-	s.scratch.New = func() any { return new([]byte) }
+	s.arenas.New = func() any { return new([]byte) }
+	s.zbufs.New = func() any { return new([]byte) }
 	// Valid options: no errors.
 	s.zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithLowerEncoderMem(true))
 	s.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxDecoded), zstd.WithDecoderLowmem(true), zstd.WithDecoderConcurrency(0))

@@ -124,7 +124,7 @@ func TestOpen(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	if want := []string{"p-sessions", "p-stubs", "p-proxy-traffic-chunks"}; strings.Join(st.Tables(), " ") != strings.Join(want, " ") {
+	if want := []string{"p-sessions", "p-stubs", "p-proxy-traffic"}; strings.Join(st.Tables(), " ") != strings.Join(want, " ") {
 		t.Errorf("Tables() = %v, want %v", st.Tables(), want)
 	}
 	if got := st.String(); !strings.Contains(got, "region=us-east-1") || !strings.Contains(got, "endpoint=http://127.0.0.1:1") {

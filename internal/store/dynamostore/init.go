@@ -46,7 +46,7 @@ func (s *Store) specs() []tableSpec {
 	return []tableSpec{
 		{name: s.sessions, hash: sessionKey, describe: "sessions"},
 		{name: s.stubs, hash: sessionKey, rng: &keyAttr{attrStubID, types.ScalarAttributeTypeS}, ttl: true, describe: "stubs"},
-		{name: s.traffic, hash: sessionKey, rng: &keyAttr{attrChunk, types.ScalarAttributeTypeS}, ttl: true, describe: "traffic"},
+		{name: s.traffic, hash: sessionKey, rng: &keyAttr{attrTimestamp, types.ScalarAttributeTypeN}, ttl: true, describe: "traffic"},
 	}
 }
 

@@ -1,16 +1,23 @@
 package dynamostore
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	gzip "github.com/klauspost/compress/gzip"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -22,11 +29,17 @@ import (
 
 // Traffic table attributes (besides the keys and expiresAt).
 const (
-	attrChunk        = "chunk" // the sort key: bucket, write stamp, writer
+	attrTimestamp    = "timestamp" // the sort key: a chunk's bucket and write order
 	attrItems        = "items"
 	attrItemEncoding = "itemEncoding"
 	attrIDs          = "ids"
 	encodingZstd     = "zstd"
+
+	// A row written before chunks (one item per DynamoDB item, read but
+	// no longer written): the item's JSON, maybe gzipped, and its id.
+	attrOldItem  = "item"
+	attrOldID    = "id"
+	encodingGzip = "gzip"
 )
 
 // Size limits.
@@ -61,11 +74,9 @@ const (
 	// several items holds before compression; a larger item is a chunk
 	// of its own.
 	ChunkRawMax = 256 << 10
-	// chunkKeyLen is the length of a chunk key: the bucket (16 hex
-	// digits), the write stamp (16) and the writer (8).
-	chunkKeyLen = 40
-	// bucketKeyLen is the length of a chunk key's bucket prefix.
-	bucketKeyLen = 16
+	// maxKeySize is the most a chunk's sort key takes (a number of at
+	// most 38 digits).
+	maxKeySize = 21
 	// chunksPerPage bounds the chunks one Query reads.
 	chunksPerPage = 64
 )
@@ -118,12 +129,23 @@ func bucketOf(ts int64) int64 {
 	return b
 }
 
-// bucketKey is a bucket's key prefix: fixed-width hex of the bucket with
-// the sign bit flipped, so that byte order is numeric order.
-func bucketKey(bucket int64) string {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(bucket)^(1<<63)) //nolint:gosec // a bit pattern
-	return hex.EncodeToString(b[:])
+// bucketStart is the sort key from which a bucket's chunks sort.
+func bucketStart(bucket int64) string { return strconv.FormatInt(bucket*BucketMicros, 10) }
+
+// bucketEnd is the greatest sort key of a bucket's chunks (and of its rows
+// written before chunks, whose keys are their timestamps).
+func bucketEnd(bucket int64) string {
+	return strconv.FormatInt((bucket+1)*BucketMicros-1, 10) + "." + strings.Repeat("9", 22)
+}
+
+// keyBucket returns the bucket of a sort key: that of its integer part.
+func keyBucket(key string) (int64, error) {
+	whole, _, _ := strings.Cut(key, ".")
+	ts, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("traffic sort key %q: %w", key, err)
+	}
+	return bucketOf(ts), nil
 }
 
 // writeStamp returns a number that grows with every call of this store
@@ -140,13 +162,14 @@ func (s *Store) writeStamp() uint64 {
 	}
 }
 
-// chunkKey returns a new chunk's key in bucket.
+// chunkKey returns a new chunk's sort key in bucket (>= 0): the bucket's
+// first timestamp, then as the fraction the write stamp (19 digits) and
+// the writer (3). The chunks of a bucket therefore sort in the order they
+// were written, between the bucket's first timestamp and the next one;
+// with 16 digits before the point (timestamps until the year 2286), the
+// key has DynamoDB's 38 digits of precision.
 func (s *Store) chunkKey(bucket int64) string {
-	var b [20]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(bucket)^(1<<63)) //nolint:gosec // a bit pattern
-	binary.BigEndian.PutUint64(b[8:16], s.writeStamp())
-	binary.BigEndian.PutUint32(b[16:], s.writer)
-	return hex.EncodeToString(b[:])
+	return fmt.Sprintf("%d.%019d%03d", bucket*BucketMicros, s.writeStamp(), s.writer%1000)
 }
 
 // chunk is the items of one session and bucket going into one DynamoDB
@@ -158,6 +181,7 @@ type chunk struct {
 	raw     []byte
 	ids     []string
 	idBytes int
+	size    int             // room reserved for the records
 	items   []*capture.Item // for fitting a single large item
 	at      []int           // the items' places in the batch
 	maxTS   int64
@@ -181,12 +205,23 @@ func (c *chunk) idList() string {
 }
 
 // appendRecord appends an item's record to a chunk's raw bytes: its
-// timestamp (varint), the length of its encoding (uvarint) and the
-// encoding (capture.Item.AppendBinary).
-func appendRecord(dst []byte, ts int64, js []byte) []byte {
-	dst = binary.AppendVarint(dst, ts)
-	dst = binary.AppendUvarint(dst, uint64(len(js)))
-	return append(dst, js...)
+// timestamp (varint), the length of its encoding (4 bytes, big-endian:
+// written after the encoding, in place) and the encoding
+// (capture.Item.AppendBinary).
+func appendRecord(dst []byte, it *capture.Item) ([]byte, error) {
+	dst = binary.AppendVarint(dst, it.Timestamp)
+	at := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst, err := it.AppendBinary(dst)
+	if err != nil {
+		return nil, fmt.Errorf("append traffic: encode item %s: %w", it.ID, err)
+	}
+	n := len(dst) - at - 4
+	if n > math.MaxUint32 {
+		return nil, fmt.Errorf("append traffic: item %s: %d bytes encoded", it.ID, n)
+	}
+	binary.BigEndian.PutUint32(dst[at:], uint32(n)) //nolint:gosec // checked above
+	return dst, nil
 }
 
 // AppendTraffic implements store.Traffic. Items are grouped by session and
@@ -203,11 +238,15 @@ func (s *Store) AppendTraffic(ctx context.Context, items []*capture.Item) error 
 		if len(it.SessionID) > maxSessionID {
 			return fmt.Errorf("append traffic: item %d (%s): session id of %d bytes, DynamoDB takes at most %d", i, it.ID, len(it.SessionID), maxSessionID)
 		}
+		if it.Timestamp < 0 {
+			return fmt.Errorf("append traffic: item %d (%s): timestamp %d is before 1970", i, it.ID, it.Timestamp)
+		}
 	}
-	chunks, err := s.chunk(items)
+	chunks, release, err := s.chunk(items)
 	if err != nil {
 		return err
 	}
+	defer release()
 	reqs := make([]types.WriteRequest, 0, min(len(chunks), BatchSize))
 	counts := make(map[string]int, min(len(chunks), BatchSize)) // chunk key -> items
 	for part := range slices.Chunk(chunks, BatchSize) {
@@ -219,7 +258,7 @@ func (s *Store) AppendTraffic(ctx context.Context, items []*capture.Item) error 
 				return err
 			}
 			reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: m}})
-			counts[m[attrChunk].(*types.AttributeValueMemberS).Value] = len(c.items)
+			counts[m[attrTimestamp].(*types.AttributeValueMemberN).Value] = len(c.items)
 		}
 		if err := s.batchWrite(ctx, reqs, counts); err != nil {
 			return err
@@ -233,46 +272,35 @@ func (s *Store) AppendTraffic(ctx context.Context, items []*capture.Item) error 
 // bytes (an item larger than that alone). Within a chunk, records keep
 // the items' order: a later record of the same timestamp wins.
 //
-// The items are encoded once into a shared buffer while the chunks are
-// laid out, then each chunk's records are copied into a buffer of its
-// exact size: a batch spread over many sessions makes many small chunks,
-// and guessing their sizes would allocate far more than they hold.
-func (s *Store) chunk(items []*capture.Item) ([]*chunk, error) {
+// The chunks' records are written straight into one arena, each chunk a
+// slice of it sized by capture.Item.BinarySize (an upper bound), laid out
+// before anything is encoded: a batch spread over many sessions makes
+// many small chunks without an allocation each, and each item is encoded
+// once, into its place. The caller returns the arena (release) once the
+// chunks are written.
+func (s *Store) chunk(items []*capture.Item) (chunks []*chunk, release func(), err error) {
 	type groupKey struct {
 		session string
 		bucket  int64
 	}
 	open := make(map[groupKey]*chunk)
-	var out []*chunk
-	scratch := s.scratch.Get().(*[]byte)
-	defer s.scratch.Put(scratch)
-	all := (*scratch)[:0]
-	ends := make([]int, len(items)) // item i's encoding is all[ends[i-1]:ends[i]]
-	sizes := make(map[*chunk]int)   // each chunk's records' bytes
 	for i, it := range items {
-		start := len(all)
-		var err error
-		if all, err = it.AppendBinary(all); err != nil {
-			return nil, fmt.Errorf("append traffic: encode item %s: %w", it.ID, err)
-		}
-		ends[i] = len(all)
-		n := len(all) - start
-		rec := varintLen(it.Timestamp) + uvarintLen(uint64(n)) + n //nolint:gosec // a length
+		rec := binary.MaxVarintLen64 + 4 + it.BinarySize()
 		id := it.ID
 		if len(id) > maxIndexedID {
 			id = ""
 		}
 		k := groupKey{it.SessionID, bucketOf(it.Timestamp)}
 		c := open[k]
-		if c != nil && sizes[c]+c.idBytes+rec+len(id)+1 > ChunkRawMax {
+		if c != nil && c.size+c.idBytes+rec+len(id)+1 > ChunkRawMax {
 			c = nil
 		}
 		if c == nil {
 			c = &chunk{session: k.session, bucket: k.bucket, maxTS: it.Timestamp}
 			open[k] = c
-			out = append(out, c)
+			chunks = append(chunks, c)
 		}
-		sizes[c] += rec
+		c.size += rec
 		if id != "" {
 			c.ids = append(c.ids, id)
 			c.idBytes += len(id) + 1
@@ -281,38 +309,41 @@ func (s *Store) chunk(items []*capture.Item) ([]*chunk, error) {
 		c.at = append(c.at, i)
 		c.maxTS = max(c.maxTS, it.Timestamp)
 	}
-	*scratch = all
-	if cap(all) > 4<<20 {
-		*scratch = nil // do not keep a large batch's buffer
+	total := 0
+	for _, c := range chunks {
+		total += c.size
 	}
-	for _, c := range out {
-		c.raw = make([]byte, 0, sizes[c])
+	arena := s.arenas.Get().(*[]byte)
+	if cap(*arena) < total {
+		*arena = make([]byte, total)
+	}
+	release = func() {
+		if cap(*arena) > maxPooledArena {
+			*arena = nil // do not keep a batch of large bodies
+		}
+		s.arenas.Put(arena)
+	}
+	buf := (*arena)[:total]
+	for _, c := range chunks {
+		c.raw, buf = buf[:0:c.size], buf[c.size:]
 		for _, i := range c.at {
-			start := 0
-			if i > 0 {
-				start = ends[i-1]
+			if c.raw, err = appendRecord(c.raw, items[i]); err != nil {
+				release()
+				return nil, nil, err
 			}
-			c.raw = appendRecord(c.raw, items[i].Timestamp, all[start:ends[i]])
 		}
 	}
-	return out, nil
+	return chunks, release, nil
 }
 
-func varintLen(v int64) int {
-	var b [binary.MaxVarintLen64]byte
-	return binary.PutVarint(b[:], v)
-}
-
-func uvarintLen(v uint64) int {
-	var b [binary.MaxVarintLen64]byte
-	return binary.PutUvarint(b[:], v)
-}
+// maxPooledArena is the largest arena kept for the next batch.
+const maxPooledArena = 8 << 20
 
 // chunkOverhead is the stored size of a chunk besides its blob: attribute
 // names, keys, ids, encoding and expiresAt, numbers at their largest.
 func (s *Store) chunkOverhead(c *chunk) int {
 	n := len(attrSession) + len(c.session) +
-		len(attrChunk) + chunkKeyLen +
+		len(attrTimestamp) + maxKeySize +
 		len(attrItems) +
 		len(attrItemEncoding) + len(encodingZstd)
 	if len(c.ids) > 0 {
@@ -342,19 +373,19 @@ func (s *Store) encodeChunk(c *chunk) (item, error) {
 		// FitTo measures the JSON encoding, which is never smaller than
 		// the binary one.
 		it = it.FitTo(budget - 2*binary.MaxVarintLen64)
-		bin, err := it.AppendBinary(nil)
+		raw, err := appendRecord(nil, it)
 		if err != nil {
-			return nil, fmt.Errorf("append traffic: encode item %s: %w", it.ID, err)
+			return nil, err
 		}
-		c.raw = appendRecord(c.raw[:0], it.Timestamp, bin)
+		c.raw = raw
 		if blob, enc = s.compress(c.raw); len(blob) > budget {
 			return nil, fmt.Errorf("append traffic: item %s: %d bytes after fitting, over the budget of %d", it.ID, len(blob), budget)
 		}
 	}
 	m := item{
-		attrSession: attrS(c.session),
-		attrChunk:   attrS(s.chunkKey(c.bucket)),
-		attrItems:   &types.AttributeValueMemberB{Value: blob},
+		attrSession:   attrS(c.session),
+		attrTimestamp: &types.AttributeValueMemberN{Value: s.chunkKey(c.bucket)},
+		attrItems:     &types.AttributeValueMemberB{Value: blob},
 	}
 	if enc != "" {
 		m[attrItemEncoding] = attrS(enc)
@@ -376,7 +407,7 @@ func (s *Store) batchWrite(ctx context.Context, reqs []types.WriteRequest, count
 		n := 0
 		for _, r := range rs {
 			if r.PutRequest != nil {
-				if k, ok := r.PutRequest.Item[attrChunk].(*types.AttributeValueMemberS); ok {
+				if k, ok := r.PutRequest.Item[attrTimestamp].(*types.AttributeValueMemberN); ok {
 					n += counts[k.Value]
 				}
 			}
@@ -411,68 +442,144 @@ func (s *Store) compress(raw []byte) ([]byte, string) {
 	if len(raw) < compressMin {
 		return raw, ""
 	}
-	out := s.zenc.EncodeAll(raw, make([]byte, 0, len(raw)/2))
+	// Compressed into a pooled buffer, then copied at its size: chunks
+	// of alike items shrink to a few percent.
+	tmp := s.zbufs.Get().(*[]byte)
+	defer s.zbufs.Put(tmp)
+	out := s.zenc.EncodeAll(raw, (*tmp)[:0])
+	if cap(out) <= maxPooledArena {
+		*tmp = out
+	}
 	if len(out) >= len(raw) {
 		return raw, ""
 	}
-	return out, encodingZstd
+	return bytes.Clone(out), encodingZstd
 }
 
 // record is one item of a chunk, not yet decoded.
 type record struct {
-	ts  int64
-	bin []byte // capture.Item.AppendBinary's encoding
+	ts   int64
+	bin  []byte // capture.Item.AppendBinary's encoding
+	json []byte // or, in a row written before chunks, the item's JSON
 }
 
-// decodeChunk returns a stored chunk's key and records, in the order they
-// were written.
-func (s *Store) decodeChunk(m item) (string, []record, error) {
-	key, err := getS(m, attrChunk)
-	if err != nil {
-		return "", nil, err
+// id returns the record's item id without decoding the rest.
+func (r record) id() (string, error) {
+	if r.json != nil {
+		var v struct {
+			ID string `json:"id"`
+		}
+		err := json.Unmarshal(r.json, &v)
+		return v.ID, err
 	}
-	if len(key) != chunkKeyLen {
-		return "", nil, fmt.Errorf("traffic chunk %q: not a chunk key", key)
+	_, _, id, err := capture.BinaryKey(r.bin)
+	return string(id), err
+}
+
+// decodeChunk returns a stored chunk's bucket and records, in the order
+// they were written, and whether it is a row written before chunks.
+func (s *Store) decodeChunk(m item) (bucket int64, recs []record, old bool, err error) {
+	v, ok := m[attrTimestamp].(*types.AttributeValueMemberN)
+	if !ok {
+		return 0, nil, false, fmt.Errorf("traffic row without a numeric %s", attrTimestamp)
+	}
+	key := v.Value
+	if bucket, err = keyBucket(key); err != nil {
+		return 0, nil, false, err
+	}
+	if _, isOld := m[attrOldItem]; isOld {
+		r, err := s.decodeOldRow(m, key)
+		return bucket, []record{r}, true, err
 	}
 	blob, err := getB(m, attrItems)
 	if err != nil {
-		return "", nil, fmt.Errorf("traffic chunk %s: %w", key, err)
+		return 0, nil, false, fmt.Errorf("traffic chunk %s: %w", key, err)
 	}
 	enc, err := getS(m, attrItemEncoding)
 	if err != nil {
-		return "", nil, fmt.Errorf("traffic chunk %s: %w", key, err)
+		return 0, nil, false, fmt.Errorf("traffic chunk %s: %w", key, err)
 	}
 	switch enc {
 	case "":
 	case encodingZstd:
 		// The decoder refuses frames over maxDecoded.
 		if blob, err = s.zdec.DecodeAll(blob, nil); err != nil {
-			return "", nil, fmt.Errorf("traffic chunk %s: %w", key, err)
+			return 0, nil, false, fmt.Errorf("traffic chunk %s: %w", key, err)
 		}
 	default:
-		return "", nil, fmt.Errorf("traffic chunk %s: unknown %s %q", key, attrItemEncoding, enc)
+		return 0, nil, false, fmt.Errorf("traffic chunk %s: unknown %s %q", key, attrItemEncoding, enc)
 	}
-	var recs []record
 	for len(blob) > 0 {
 		ts, n := binary.Varint(blob)
 		if n <= 0 {
-			return "", nil, fmt.Errorf("traffic chunk %s: record %d: bad timestamp", key, len(recs))
+			return 0, nil, false, fmt.Errorf("traffic chunk %s: record %d: bad timestamp", key, len(recs))
 		}
 		blob = blob[n:]
-		size, n := binary.Uvarint(blob)
-		if n <= 0 || size > uint64(len(blob)-n) { //nolint:gosec // n <= len(blob)
-			return "", nil, fmt.Errorf("traffic chunk %s: record %d: bad length", key, len(recs))
+		if len(blob) < 4 {
+			return 0, nil, false, fmt.Errorf("traffic chunk %s: record %d: cut", key, len(recs))
 		}
-		blob = blob[n:]
+		size := binary.BigEndian.Uint32(blob)
+		blob = blob[4:]
+		if uint64(size) > uint64(len(blob)) {
+			return 0, nil, false, fmt.Errorf("traffic chunk %s: record %d: bad length", key, len(recs))
+		}
 		recs = append(recs, record{ts: ts, bin: blob[:size:size]})
 		blob = blob[size:]
 	}
-	return key, recs, nil
+	return bucket, recs, false, nil
+}
+
+// decodeOldRow reads a row written before chunks: its sort key is the
+// item's timestamp, its item the JSON encoding, gzipped or not.
+func (s *Store) decodeOldRow(m item, key string) (record, error) {
+	ts, err := strconv.ParseInt(key, 10, 64)
+	if err != nil {
+		return record{}, fmt.Errorf("traffic item %s: %w", key, err)
+	}
+	blob, err := getB(m, attrOldItem)
+	if err != nil {
+		return record{}, fmt.Errorf("traffic item %d: %w", ts, err)
+	}
+	enc, err := getS(m, attrItemEncoding)
+	if err != nil {
+		return record{}, fmt.Errorf("traffic item %d: %w", ts, err)
+	}
+	switch enc {
+	case "":
+	case encodingGzip:
+		if blob, err = gunzip(blob); err != nil {
+			return record{}, fmt.Errorf("traffic item %d: %w", ts, err)
+		}
+	default:
+		return record{}, fmt.Errorf("traffic item %d: unknown %s %q", ts, attrItemEncoding, enc)
+	}
+	return record{ts: ts, json: blob}, nil
+}
+
+func gunzip(blob []byte) ([]byte, error) {
+	r, err := gzip.NewReader(bytes.NewReader(blob))
+	if err != nil {
+		return nil, err
+	}
+	out, err := io.ReadAll(io.LimitReader(r, maxDecoded+1))
+	switch {
+	case err != nil:
+		return nil, err
+	case len(out) > maxDecoded:
+		return nil, errors.New("decompressed item too large")
+	}
+	return out, nil
 }
 
 func decodeRecord(session string, r record) (capture.Item, error) {
 	var it capture.Item
-	if err := it.UnmarshalBinary(r.bin); err != nil {
+	var err error
+	if r.json != nil {
+		err = json.Unmarshal(r.json, &it)
+	} else {
+		err = it.UnmarshalBinary(r.bin)
+	}
+	if err != nil {
 		return it, fmt.Errorf("traffic item %s/%d: %w", session, r.ts, err)
 	}
 	it.SessionID, it.Timestamp = session, r.ts // the keys are authoritative
@@ -481,31 +588,37 @@ func decodeRecord(session string, r record) (capture.Item, error) {
 
 // bucketReader reads a session's chunks in key order and hands over each
 // bucket's records once the bucket is complete: one record per timestamp,
-// the last written, ordered by timestamp.
+// the last written, ordered by timestamp. Rows written before chunks are
+// older than every chunk, whatever their place among the keys.
 type bucketReader struct {
 	s       *Store
 	session string
-	cur     string           // the bucket being gathered
-	recs    map[int64]record // its records so far
+	cur     int64            // the bucket being gathered
+	recs    map[int64]record // its records so far from chunks
+	old     map[int64]record // and from rows written before chunks
 }
 
 // add takes a chunk; when it starts a new bucket, the previous bucket's
 // records are returned.
 func (b *bucketReader) add(m item) ([]record, error) {
-	key, recs, err := b.s.decodeChunk(m)
+	bucket, recs, old, err := b.s.decodeChunk(m)
 	if err != nil {
 		return nil, err
 	}
 	var done []record
-	if bucket := key[:bucketKeyLen]; bucket != b.cur {
+	if bucket != b.cur {
 		done = b.flush()
 		b.cur = bucket
 	}
-	if b.recs == nil {
-		b.recs = make(map[int64]record, len(recs))
+	dst := &b.recs
+	if old {
+		dst = &b.old
+	}
+	if *dst == nil {
+		*dst = make(map[int64]record, len(recs))
 	}
 	for _, r := range recs {
-		b.recs[r.ts] = r
+		(*dst)[r.ts] = r
 	}
 	return done, nil
 }
@@ -513,6 +626,15 @@ func (b *bucketReader) add(m item) ([]record, error) {
 // flush returns the gathered bucket's records ordered by timestamp and
 // starts afresh.
 func (b *bucketReader) flush() []record {
+	for ts, r := range b.old {
+		if _, ok := b.recs[ts]; !ok {
+			if b.recs == nil {
+				b.recs = make(map[int64]record, len(b.old))
+			}
+			b.recs[ts] = r
+		}
+	}
+	b.old = nil
 	if len(b.recs) == 0 {
 		return nil
 	}
@@ -550,11 +672,11 @@ func (s *Store) ListTraffic(ctx context.Context, sessionID string, after int64, 
 	}
 	in := &dynamodb.QueryInput{
 		TableName:                aws.String(s.traffic),
-		KeyConditionExpression:   aws.String("#s = :s AND #c >= :from"),
-		ExpressionAttributeNames: map[string]string{"#s": attrSession, "#c": attrChunk},
+		KeyConditionExpression:   aws.String("#s = :s AND #ts >= :from"),
+		ExpressionAttributeNames: map[string]string{"#s": attrSession, "#ts": attrTimestamp},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":s":    attrS(sessionID),
-			":from": attrS(bucketKey(bucketOf(after))),
+			":from": &types.AttributeValueMemberN{Value: bucketStart(bucketOf(after))},
 		},
 		ScanIndexForward: aws.Bool(true),
 		ConsistentRead:   aws.Bool(true),
@@ -628,20 +750,21 @@ func (s *Store) GetTraffic(ctx context.Context, sessionID, id string) (capture.I
 		// Buckets up to one past the id's (the Stamper may move a
 		// timestamp a few microseconds forward), newest first; then the
 		// rest.
-		edge := bucketKey(bucketOf(t+999) + 2)
-		scans = []scan{{"#c < :from", edge, false}, {"#c >= :from", edge, true}}
+		edge := bucketStart(bucketOf(t+999) + 2)
+		scans = []scan{{"#ts < :from", edge, false}, {"#ts >= :from", edge, true}}
 	}
-	seen := make(map[string]bool) // buckets already read
+	seen := make(map[int64]bool) // buckets already read
 	for _, sc := range scans {
 		in := &dynamodb.QueryInput{
 			TableName:                aws.String(s.traffic),
 			KeyConditionExpression:   aws.String("#s = :s"),
-			FilterExpression:         aws.String("contains(#ids, :id)"),
-			ProjectionExpression:     aws.String("#c"),
-			ExpressionAttributeNames: map[string]string{"#s": attrSession, "#c": attrChunk, "#ids": attrIDs},
+			FilterExpression:         aws.String("contains(#ids, :id) OR #id = :rawid"),
+			ProjectionExpression:     aws.String("#ts"),
+			ExpressionAttributeNames: map[string]string{"#s": attrSession, "#ts": attrTimestamp, "#ids": attrIDs, "#id": attrOldID},
 			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":s":  attrS(sessionID),
-				":id": attrS("\n" + id + "\n"),
+				":s":     attrS(sessionID),
+				":id":    attrS("\n" + id + "\n"),
+				":rawid": attrS(id),
 			},
 			ScanIndexForward: aws.Bool(sc.forward),
 			ConsistentRead:   aws.Bool(true),
@@ -649,7 +772,7 @@ func (s *Store) GetTraffic(ctx context.Context, sessionID, id string) (capture.I
 		}
 		if sc.cond != "" {
 			in.KeyConditionExpression = aws.String("#s = :s AND " + sc.cond)
-			in.ExpressionAttributeValues[":from"] = attrS(sc.from)
+			in.ExpressionAttributeValues[":from"] = &types.AttributeValueMemberN{Value: sc.from}
 		}
 		for {
 			page, err := s.db.Query(ctx, in)
@@ -657,14 +780,14 @@ func (s *Store) GetTraffic(ctx context.Context, sessionID, id string) (capture.I
 				return capture.Item{}, fmt.Errorf("get traffic item %s in session %s: %w", id, sessionID, err)
 			}
 			for _, m := range page.Items {
-				key, err := getS(m, attrChunk)
+				key, ok := m[attrTimestamp].(*types.AttributeValueMemberN)
+				if !ok {
+					return capture.Item{}, fmt.Errorf("get traffic item %s in session %s: a row without a numeric %s", id, sessionID, attrTimestamp)
+				}
+				bucket, err := keyBucket(key.Value)
 				if err != nil {
 					return capture.Item{}, fmt.Errorf("get traffic item %s in session %s: %w", id, sessionID, err)
 				}
-				if len(key) != chunkKeyLen {
-					return capture.Item{}, fmt.Errorf("get traffic item %s in session %s: %q is not a chunk key", id, sessionID, key)
-				}
-				bucket := key[:bucketKeyLen]
 				if seen[bucket] {
 					continue
 				}
@@ -685,14 +808,15 @@ func (s *Store) GetTraffic(ctx context.Context, sessionID, id string) (capture.I
 
 // findInBucket reads one bucket of a session whole and returns the item
 // with that id if it is the last written at its timestamp.
-func (s *Store) findInBucket(ctx context.Context, sessionID, bucket, id string) (capture.Item, bool, error) {
+func (s *Store) findInBucket(ctx context.Context, sessionID string, bucket int64, id string) (capture.Item, bool, error) {
 	in := &dynamodb.QueryInput{
 		TableName:                aws.String(s.traffic),
-		KeyConditionExpression:   aws.String("#s = :s AND begins_with(#c, :b)"),
-		ExpressionAttributeNames: map[string]string{"#s": attrSession, "#c": attrChunk},
+		KeyConditionExpression:   aws.String("#s = :s AND #ts BETWEEN :lo AND :hi"),
+		ExpressionAttributeNames: map[string]string{"#s": attrSession, "#ts": attrTimestamp},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":s": attrS(sessionID),
-			":b": attrS(bucket),
+			":s":  attrS(sessionID),
+			":lo": &types.AttributeValueMemberN{Value: bucketStart(bucket)},
+			":hi": &types.AttributeValueMemberN{Value: bucketEnd(bucket)},
 		},
 		ScanIndexForward: aws.Bool(true),
 		ConsistentRead:   aws.Bool(true),
@@ -716,10 +840,11 @@ func (s *Store) findInBucket(ctx context.Context, sessionID, bucket, id string) 
 	}
 	// Only the record with the id is decoded.
 	for _, r := range br.flush() {
-		if _, _, rid, err := capture.BinaryKey(r.bin); err != nil || string(rid) != id {
-			if err != nil {
-				return capture.Item{}, false, fmt.Errorf("get traffic item %s: %w", id, err)
-			}
+		rid, err := r.id()
+		if err != nil {
+			return capture.Item{}, false, fmt.Errorf("get traffic item %s: %w", id, err)
+		}
+		if rid != id {
 			continue
 		}
 		it, err := decodeRecord(sessionID, r)
