@@ -146,6 +146,10 @@ type Pipeline struct {
 	// to an empty queue, however large.
 	QueueBytes int64
 	// BatchSize is the most items per Deliver; DefaultBatchSize when <= 0.
+	// A batch also stops before its bodies exceed a quarter of QueueBytes
+	// (one item always goes, however large), so that a sink with large
+	// batches holds a bounded amount of memory, also when it reads its
+	// backlog back from the spill file.
 	BatchSize int
 	// Linger is how long a sink waits for its queue to fill a batch after
 	// delivering a short one (0: it takes the next batch at once). An item
@@ -454,26 +458,38 @@ func (s *sinkState) drop(n int, reason string) {
 	}
 }
 
-// take removes up to BatchSize of the oldest items into buf. When the queue
-// is empty and closeIfEmpty is set, it marks the sink closed under the same
-// lock, so no item can be enqueued after the last take and then be lost.
-func (s *sinkState) take(buf []*Item, closeIfEmpty bool) ([]*Item, error) {
+// batchBytes is the most body bytes a batch takes (at least one item).
+func (s *sinkState) batchBytes() int64 { return s.budget / 4 }
+
+// take removes up to BatchSize of the oldest items into buf, and fewer
+// when their bodies would exceed batchBytes (then full is set: more
+// items are waiting). When the queue is empty and closeIfEmpty is set, it
+// marks the sink closed under the same lock, so no item can be enqueued
+// after the last take and then be lost.
+func (s *sinkState) take(buf []*Item, closeIfEmpty bool) (batch []*Item, full bool, err error) {
 	buf = buf[:0]
 	s.mu.Lock()
 	pending := s.spill.pending()
 	if s.n > 0 && (pending == 0 || !s.tail) {
+		var bytes int64
 		for range min(s.n, s.cfg.batchSize) {
+			next := s.ring[s.head].bodyBytes()
+			if len(buf) > 0 && bytes+next > s.batchBytes() {
+				full = true
+				break
+			}
+			bytes += next
 			buf = append(buf, s.pop())
 		}
 		s.mu.Unlock()
-		return buf, nil
+		return buf, full, nil
 	}
 	if pending == 0 {
 		if closeIfEmpty {
 			s.closed = true
 		}
 		s.mu.Unlock()
-		return buf, nil
+		return buf, false, nil
 	}
 	// Read spilled items; the ring, empty or not, is now the tail.
 	// Publishers keep appending to the file while we read, but only after
@@ -481,24 +497,25 @@ func (s *sinkState) take(buf []*Item, closeIfEmpty bool) ([]*Item, error) {
 	s.tail = true
 	sp := s.spill
 	k := min(pending, s.cfg.batchSize)
-	err := sp.flush()
+	err = sp.flush()
 	s.mu.Unlock()
 	if err == nil {
-		buf, err = sp.read(buf, k)
+		buf, err = sp.read(buf, k, s.batchBytes())
 	}
 	if err != nil {
-		return buf[:0], s.spillLost(err)
+		return buf[:0], false, s.spillLost(err)
 	}
+	full = len(buf) < k
 	s.mu.Lock()
-	err = sp.consumed(k)
+	err = sp.consumed(len(buf))
 	if sp.pending() == 0 {
 		s.tail = false // the ring is the head again
 	}
 	s.mu.Unlock()
 	if err != nil {
-		return buf, s.spillLost(err)
+		return buf, full, s.spillLost(err)
 	}
-	return buf, nil
+	return buf, full, nil
 }
 
 // spillLost handles an unusable spill file: every item in it is dropped and
@@ -536,10 +553,10 @@ func (s *sinkState) run(ctx, dctx context.Context) error {
 		defer linger.Stop()
 	}
 	for ctx.Err() == nil {
-		batch, _ := s.take(buf, false) // a spill error is logged and counted
+		batch, full, _ := s.take(buf, false) // a spill error is logged and counted
 		if len(batch) > 0 {
 			s.deliver(dctx, batch)
-			short := len(batch) < s.cfg.batchSize
+			short := len(batch) < s.cfg.batchSize && !full
 			clear(batch)
 			if short && linger != nil {
 				// Let the next batch gather; shutdown ends the wait (the
@@ -570,7 +587,7 @@ func (s *sinkState) run(ctx, dctx context.Context) error {
 			}
 			return nil
 		}
-		batch, _ := s.take(buf, true)
+		batch, _, _ := s.take(buf, true)
 		if len(batch) == 0 {
 			if s.isClosed() {
 				return nil

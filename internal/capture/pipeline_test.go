@@ -621,6 +621,72 @@ func TestQueueBytesBoundsMemory(t *testing.T) {
 	}
 }
 
+// gatedBytesSink waits for gate before its first delivery and records
+// every batch's items and body bytes.
+type gatedBytesSink struct {
+	gate    chan struct{}
+	entered chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	bytes   []int64
+	items   []*Item
+}
+
+func (s *gatedBytesSink) Name() string { return "store" }
+
+func (s *gatedBytesSink) Deliver(_ context.Context, batch []*Item) error {
+	s.once.Do(func() { close(s.entered) })
+	<-s.gate
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, it := range batch {
+		n += it.bodyBytes()
+	}
+	s.bytes = append(s.bytes, n)
+	s.items = append(s.items, batch...)
+	return nil
+}
+
+// TestBatchBytesBound: a sink with large batches takes at most a quarter
+// of QueueBytes of bodies per batch, from the ring and from the spill
+// file alike, and still gets every item in order.
+func TestBatchBytesBound(t *testing.T) {
+	const n = 31
+	p := &Pipeline{Log: testLogger(t), SpillDir: t.TempDir(), QueueSize: 1000, QueueBytes: 32 << 10, BatchSize: 100}
+	sink := &gatedBytesSink{gate: make(chan struct{}), entered: make(chan struct{})}
+	p.Add(sink, Block)
+	stop := start(t, p)
+	p.Publish(item(0))
+	<-sink.entered
+	for i := 1; i < n; i++ {
+		it := item(i)
+		it.ResponseBody = Body{Data: bytes.Repeat([]byte{byte(i)}, 3<<10)}
+		p.Publish(it)
+	}
+	if st := p.Stats()["store"]; st.Spilling == 0 {
+		t.Fatalf("stats %+v: want part of the backlog spilled", st)
+	}
+	close(sink.gate)
+	waitFor(t, "all items", func() bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		return len(sink.items) == n
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range sink.bytes {
+		if b > 8<<10 {
+			t.Errorf("batch %d: %d body bytes, over a quarter of QueueBytes (8 KiB)", i, b)
+		}
+	}
+	if len(sink.bytes) < n/2 {
+		t.Errorf("%d batches for %d items of 3 KiB: batches not bounded by bytes", len(sink.bytes), n)
+	}
+	checkInOrder(t, "store", sink.items, n)
+}
+
 // batchSink records the size and the (bubble) time of every batch.
 type batchSink struct {
 	mu      sync.Mutex

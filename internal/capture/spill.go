@@ -28,6 +28,7 @@ type spill struct {
 	rf   *os.File // the reader's descriptor
 	r    *bufio.Reader
 	rbuf []byte // the reader's record buffer, reused
+	next *Item  // read ahead by read, not yet taken (counted in n)
 	n    int    // records written and not yet consumed
 }
 
@@ -96,9 +97,19 @@ func (sp *spill) flush() error {
 	return nil
 }
 
-// read appends the next k records to buf. The caller has flushed them.
-func (sp *spill) read(buf []*Item, k int) ([]*Item, error) {
-	for range k {
+// read appends the next k records to buf, or fewer when their bodies
+// would exceed maxBytes (at least one); the caller has flushed them and
+// accounts for as many as were appended. A record that would go over is
+// read and kept for the next call.
+func (sp *spill) read(buf []*Item, k int, maxBytes int64) ([]*Item, error) {
+	var bytes int64
+	start := len(buf)
+	if sp.next != nil {
+		buf = append(buf, sp.next)
+		bytes += sp.next.bodyBytes()
+		sp.next = nil
+	}
+	for len(buf)-start < k {
 		n, err := binary.ReadUvarint(sp.r)
 		if err == nil && n > math.MaxInt32 {
 			err = fmt.Errorf("record of %d bytes", n)
@@ -120,6 +131,11 @@ func (sp *spill) read(buf []*Item, k int) ([]*Item, error) {
 		if err := it.UnmarshalBinary(sp.rbuf); err != nil {
 			return buf, fmt.Errorf("decode spill record: %w", err)
 		}
+		if len(buf) > start && bytes+it.bodyBytes() > maxBytes {
+			sp.next = it
+			break
+		}
+		bytes += it.bodyBytes()
 		buf = append(buf, it)
 	}
 	if cap(sp.rbuf) > 1<<20 {
