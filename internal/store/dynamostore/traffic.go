@@ -182,8 +182,7 @@ type chunk struct {
 	ids     []string
 	idBytes int
 	size    int             // room reserved for the records
-	items   []*capture.Item // for fitting a single large item
-	at      []int           // the items' places in the batch
+	items   []*capture.Item // in batch order
 	maxTS   int64
 }
 
@@ -284,7 +283,7 @@ func (s *Store) chunk(items []*capture.Item) (chunks []*chunk, release func(), e
 		bucket  int64
 	}
 	open := make(map[groupKey]*chunk)
-	for i, it := range items {
+	for _, it := range items {
 		rec := binary.MaxVarintLen64 + 4 + it.BinarySize()
 		id := it.ID
 		if len(id) > maxIndexedID {
@@ -306,7 +305,6 @@ func (s *Store) chunk(items []*capture.Item) (chunks []*chunk, release func(), e
 			c.idBytes += len(id) + 1
 		}
 		c.items = append(c.items, it)
-		c.at = append(c.at, i)
 		c.maxTS = max(c.maxTS, it.Timestamp)
 	}
 	total := 0
@@ -326,8 +324,8 @@ func (s *Store) chunk(items []*capture.Item) (chunks []*chunk, release func(), e
 	buf := (*arena)[:total]
 	for _, c := range chunks {
 		c.raw, buf = buf[:0:c.size], buf[c.size:]
-		for _, i := range c.at {
-			if c.raw, err = appendRecord(c.raw, items[i]); err != nil {
+		for _, it := range c.items {
+			if c.raw, err = appendRecord(c.raw, it); err != nil {
 				release()
 				return nil, nil, err
 			}
