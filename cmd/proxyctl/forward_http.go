@@ -15,6 +15,7 @@ import (
 
 	"github.com/proxyctl/proxyctl/internal/config"
 	"github.com/proxyctl/proxyctl/internal/forward"
+	"github.com/proxyctl/proxyctl/internal/h1"
 	"github.com/proxyctl/proxyctl/internal/ratelimit"
 	"github.com/proxyctl/proxyctl/internal/server"
 	"github.com/proxyctl/proxyctl/internal/session"
@@ -251,11 +252,20 @@ func runForwardHTTP(ctx context.Context, f *factory, o *forwardHTTPOptions) erro
 		MaxHeaderBytes:    o.MaxHeaderBytes,
 		ErrorLog:          zerologStd(o.Log),
 	}
+	// Plain keep-alive requests are served by h1, everything else by srv
+	// (docs/architecture.md, "The HTTP server").
+	hs := &h1.Server{
+		Handler:           p,
+		Fallback:          srv,
+		ReadHeaderTimeout: o.ReadHeaderTimeout,
+		IdleTimeout:       o.IdleTimeout,
+		ErrorLog:          srv.ErrorLog,
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	rt.start(gctx, g)
 	g.Go(func() error {
-		if err := server.Run(gctx, srv, ln, o.ShutdownTimeout); err != nil {
+		if err := server.Run(gctx, hs, ln, o.ShutdownTimeout); err != nil {
 			return fmt.Errorf("proxy: %w", err)
 		}
 		return nil

@@ -28,7 +28,7 @@ import (
 
 type fixture struct {
 	proxy    *forward.Proxy
-	srv      *httptest.Server
+	srv      *proxyServer
 	sessions *session.Manager
 	store    *memstore.Store
 }
@@ -100,9 +100,7 @@ func newProxy(t *testing.T, upstream *httptest.Server, mode session.Mode, config
 	if configure != nil {
 		configure(p)
 	}
-	srv := httptest.NewServer(p)
-	t.Cleanup(srv.Close)
-	return &fixture{proxy: p, srv: srv, sessions: mgr, store: st}
+	return &fixture{proxy: p, srv: serveProxy(t, p, nil), sessions: mgr, store: st}
 }
 
 func get(t *testing.T, url string, hdr map[string]string) (*http.Response, string) {

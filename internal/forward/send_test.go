@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
@@ -70,10 +69,7 @@ func sendProxy(t *testing.T, timeout time.Duration, respond http.HandlerFunc, co
 	if configure != nil {
 		configure(p)
 	}
-	srv := httptest.NewUnstartedServer(p)
-	srv.Listener = smallSendBuffers{srv.Listener}
-	srv.Start()
-	t.Cleanup(srv.Close)
+	srv := serveProxy(t, p, func(ln net.Listener) net.Listener { return smallSendBuffers{ln} })
 	h.fixture = &fixture{proxy: p, srv: srv}
 	h.addr = srv.Listener.Addr().String()
 	return h

@@ -1,5 +1,5 @@
-// Package server runs an http.Server on a listener until its context ends,
-// then shuts it down gracefully.
+// Package server runs an HTTP server (net/http's or h1's) on a listener
+// until its context ends, then shuts it down gracefully.
 package server
 
 import (
@@ -29,10 +29,17 @@ func Listen(ctx context.Context, addr, flag string) (net.Listener, error) {
 	return ln, nil
 }
 
+// Server is what Run runs: *http.Server and *h1.Server.
+type Server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
 // Run serves srv on ln until ctx ends, then calls Shutdown and waits up to
 // timeout (DefaultShutdownTimeout when 0) for in-flight requests. It
 // returns nil on a clean shutdown.
-func Run(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Duration) error {
+func Run(ctx context.Context, srv Server, ln net.Listener, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = DefaultShutdownTimeout
 	}
