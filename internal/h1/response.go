@@ -274,10 +274,11 @@ func (w *response) WriteString(s string) (int, error) {
 func (w *response) writeBody(p []byte) (int, error) {
 	bw := w.c.bw
 	if w.chunked {
-		var hdr [18]byte
-		h := strconv.AppendInt(hdr[:0], int64(len(p)), 16)
-		h = append(h, '\r', '\n')
-		_, _ = bw.Write(h)
+		if bw.Available() < 18 {
+			_ = bw.Flush()
+		}
+		h := strconv.AppendInt(bw.AvailableBuffer(), int64(len(p)), 16)
+		_, _ = bw.Write(append(h, '\r', '\n'))
 	}
 	n, err := bw.Write(p)
 	if w.chunked && err == nil {
@@ -391,9 +392,8 @@ func (w *response) sendHead(final bool) {
 	}
 	_, _ = bw.Write(w.fields)
 	if length >= 0 {
-		var num [20]byte
 		_, _ = bw.WriteString("Content-Length: ")
-		_, _ = bw.Write(strconv.AppendInt(num[:0], length, 10))
+		_, _ = bw.Write(strconv.AppendInt(bw.AvailableBuffer(), length, 10))
 		_, _ = bw.WriteString("\r\n")
 	}
 	if w.chunked {

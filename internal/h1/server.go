@@ -77,8 +77,10 @@ const (
 	// fit in it whole to be served here (larger heads go to the fallback,
 	// which applies MaxHeaderBytes).
 	readBufSize = 8 << 10
-	// writeBufSize is the write buffer of a connection.
-	writeBufSize = 8 << 10
+	// writeBufSize is the write buffer of a response. It, and the body
+	// buffer, go back to a pool between requests: an idle connection
+	// holds only its read buffer.
+	writeBufSize = 4 << 10
 	// bodyBufSize is how much of a body the response holds back before
 	// its head is sent, so that a small body of undeclared length gets a
 	// Content-Length instead of chunked encoding (net/http: 2 KiB).
@@ -398,12 +400,6 @@ func (c *conn) serve() {
 	} else {
 		c.br.Reset(c.rwc)
 	}
-	c.bw, _ = writerPool.Get().(*bufio.Writer)
-	if c.bw == nil {
-		c.bw = bufio.NewWriterSize(c.rwc, writeBufSize)
-	} else {
-		c.bw.Reset(c.rwc)
-	}
 
 	first := true
 	for {
@@ -428,7 +424,10 @@ func (c *conn) serve() {
 			c.close()
 			return
 		}
-		if !c.serveRequest(req) {
+		c.writer()
+		keep := c.serveRequest(req)
+		c.release()
+		if !keep {
 			c.close()
 			return
 		}
@@ -443,7 +442,18 @@ func (c *conn) serve() {
 	}
 }
 
-// release returns the buffers of a connection handed on.
+// writer takes a write buffer for a response.
+func (c *conn) writer() {
+	c.bw, _ = writerPool.Get().(*bufio.Writer)
+	if c.bw == nil {
+		c.bw = bufio.NewWriterSize(c.rwc, writeBufSize)
+	} else {
+		c.bw.Reset(c.rwc)
+	}
+}
+
+// release returns the write and body buffers, between requests and when
+// the connection ends or is handed on.
 func (c *conn) release() {
 	if c.bw != nil {
 		c.bw.Reset(nil)
