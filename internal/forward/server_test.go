@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/proxyctl/proxyctl/internal/h1"
+	"github.com/rs/zerolog"
 )
 
 // proxyServer serves a proxy the way forward http does: h1 for plain
@@ -31,7 +32,7 @@ func serveProxy(t *testing.T, h http.Handler, wrap func(net.Listener) net.Listen
 	if wrap != nil {
 		ln = wrap(ln)
 	}
-	errLog := log.New(testLogWriter{t}, "", 0)
+	errLog := log.New(zerolog.NewTestWriter(t), "", 0)
 	s := &h1.Server{
 		Handler:           h,
 		Fallback:          &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog},
@@ -55,12 +56,4 @@ func serveProxy(t *testing.T, h http.Handler, wrap func(net.Listener) net.Listen
 		}
 	})
 	return &proxyServer{URL: "http://" + ln.Addr().String(), Listener: ln}
-}
-
-type testLogWriter struct{ t *testing.T }
-
-func (w testLogWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(string(p))
-	return len(p), nil
 }

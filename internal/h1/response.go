@@ -206,7 +206,7 @@ func (w *response) writeInterim(code int) {
 // them: an invalid name dropped, line breaks in values turned into
 // spaces, blanks around values trimmed.
 func appendField(dst []byte, k string, vv []string) []byte {
-	if !validFieldName(k) {
+	if !isToken(k) {
 		return dst
 	}
 	for _, v := range vv {
@@ -508,20 +508,19 @@ func hasToken(vals []string, token string) bool {
 	return false
 }
 
-// validFieldName reports whether k is an HTTP token.
-func validFieldName(k string) bool {
-	if k == "" {
+// isToken reports whether b is an HTTP token (a valid field name or
+// method).
+func isToken[T string | []byte](b T) bool {
+	if len(b) == 0 {
 		return false
 	}
-	for i := 0; i < len(k); i++ {
-		if !isTokenByte(k[i]) {
+	for i := range len(b) {
+		if !tokenBytes[b[i]] {
 			return false
 		}
 	}
 	return true
 }
-
-func isTokenByte(b byte) bool { return tokenBytes[b] }
 
 // tokenBytes marks the bytes of an HTTP token (RFC 9110 section 5.6.2).
 var tokenBytes = func() (t [256]bool) { //nolint:gochecknoglobals // read-only lookup table, built once

@@ -620,18 +620,6 @@ func plausibleHead(b []byte) bool {
 	}
 }
 
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if !tokenBytes[c] {
-			return false
-		}
-	}
-	return true
-}
-
 // errHandOff: the request is the fallback's.
 var errHandOff = errors.New("h1: hand off")
 
@@ -680,7 +668,7 @@ func servable(req *http.Request) bool {
 	// net/textproto lets a few invalid names through (a space in one)
 	// that net/http's server refuses.
 	for k := range h {
-		if !validFieldName(k) {
+		if !isToken(k) {
 			return false
 		}
 	}
