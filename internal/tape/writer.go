@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/proxyctl/proxyctl/internal/writeback"
 )
 
 // Writer appends entries to a tape. Each entry is one whole line; lines are
@@ -35,6 +37,7 @@ type Writer struct {
 	f       *os.File
 	cut     func(size int64) error // cuts out back to size (OpenFile, regular files); nil: cannot
 	sync    func() error           // syncs out (OpenFile, regular files); nil: nothing to sync
+	trail   *writeback.Trail       // keeps the written file out of the page cache (OpenFile, regular files)
 	written int64                  // bytes of whole lines written to out
 	lines   int64                  // entry lines written to out (not counting the header)
 	header  bool                   // the header line has been written
@@ -99,6 +102,7 @@ func OpenFile(path string, h Header) (*Writer, error) {
 	if o.regular {
 		tw.cut = o.f.Truncate
 		tw.sync = o.f.Sync
+		tw.trail = writeback.New(o.f, 0)
 	}
 	if _, err := newWriter(tw, h); err != nil {
 		_ = o.f.Close()
@@ -251,6 +255,11 @@ func (w *Writer) writeOutLocked(p []byte, lines int64) error {
 		if !w.header {
 			w.header = true
 			w.lines--
+		}
+		if err := w.trail.Wrote(w.written); err != nil {
+			// The disk failed to store lines written earlier.
+			w.err = &writeError{name: w.name, cause: unwrapPath(err)}
+			return w.err
 		}
 		return nil
 	}

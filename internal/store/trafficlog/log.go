@@ -84,6 +84,7 @@ import (
 
 	"github.com/proxyctl/proxyctl/internal/capture"
 	"github.com/proxyctl/proxyctl/internal/store"
+	"github.com/proxyctl/proxyctl/internal/writeback"
 )
 
 const (
@@ -129,6 +130,11 @@ type segment struct {
 	path string
 	f    *os.File
 	size int64 // bytes written
+
+	// trail keeps what appends wrote out of the page cache (made at the
+	// segment's first append; nil for a file that does not support it).
+	trail    *writeback.Trail
+	followed bool
 }
 
 // Log is store.Traffic on segment files in one directory. It is safe for
@@ -553,6 +559,9 @@ func (l *Log) append(items []*capture.Item, buf []byte, offs []int) error {
 	}
 	seg := l.active()
 	start := seg.size
+	if !seg.followed {
+		seg.trail, seg.followed = writeback.New(seg.f, start), true
+	}
 	for i, it := range items {
 		rec := buf[offs[i]:offs[i+1]]
 		e := entry{
@@ -590,11 +599,19 @@ func (l *Log) append(items []*capture.Item, buf []byte, offs []int) error {
 	} else {
 		err = l.recover(seg, start, err)
 	}
-	if err != nil || l.opt.NoSync {
-		l.mu.Unlock()
+	l.mu.Unlock()
+	if err != nil {
 		return err
 	}
-	l.mu.Unlock()
+	// Outside l.mu: this may wait for the disk, and readers need not. The
+	// segment stays open (only Close, which takes wmu, closes the active
+	// one; a closed file turns the trail off).
+	if err := seg.trail.Wrote(seg.size); err != nil {
+		return err
+	}
+	if l.opt.NoSync {
+		return nil
+	}
 	if l.opt.SyncInterval > 0 {
 		return l.scheduleSync()
 	}

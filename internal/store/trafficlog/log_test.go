@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/proxyctl/proxyctl/internal/store"
 	"github.com/proxyctl/proxyctl/internal/store/memstore"
 	"github.com/proxyctl/proxyctl/internal/store/storetest"
+	"github.com/proxyctl/proxyctl/internal/writeback"
 )
 
 func open(t *testing.T, dir string, o Options) *Log {
@@ -723,4 +725,40 @@ func TestIDHashCollision(t *testing.T) {
 	if got, err := l.GetTraffic(t.Context(), "s", "s-1"); err != nil || got.Timestamp != 1 {
 		t.Errorf("GetTraffic of the other: %d, %v", got.Timestamp, err)
 	}
+}
+
+// A segment that grows past a few writeback chunks is dropped from the page
+// cache behind its end (internal/writeback); its items still read back,
+// before and after a reopen.
+func TestLongSegmentDropsCache(t *testing.T) {
+	l := open(t, t.TempDir(), Options{SegmentSize: 64 << 20})
+	const n, size = 120, 256 << 10 // ~30 MiB in one segment
+	for ts := int64(1); ts <= n; ts++ {
+		appendAll(t, l, item("s", ts, size))
+	}
+	l.wmu.Lock()
+	dropped := l.active().trail.Dropped()
+	segs := len(l.segs)
+	l.wmu.Unlock()
+	if segs != 1 {
+		t.Fatalf("%d segments, want 1", segs)
+	}
+	if runtime.GOOS == "linux" && dropped < 2*writeback.Chunk {
+		t.Errorf("%d bytes dropped from the page cache, want at least %d", dropped, 2*writeback.Chunk)
+	}
+	check := func(l *Log) {
+		t.Helper()
+		checkInvariants(t, l)
+		for _, ts := range []int64{1, n / 2, n} {
+			it, err := l.GetTraffic(t.Context(), "s", fmt.Sprintf("s-%d", ts))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := it.ResponseBody.Data; len(b) != size || strings.Trim(string(b), "x") != "" {
+				t.Fatalf("item %d: body of %d bytes does not read back as written", ts, len(b))
+			}
+		}
+	}
+	check(l)
+	check(reopen(t, l))
 }
