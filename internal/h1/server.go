@@ -27,7 +27,7 @@
 // connection: it answers errors with its usual responses, hijacks
 // upgrades, and enforces its MaxHeaderBytes.
 //
-// # Differences from net/http that a handler can see
+// # Differences from net/http that a handler or a client can see
 //
 //   - Nothing watches the connection while the handler runs: a client
 //     that goes away is noticed when a write to it fails, which cancels
@@ -39,12 +39,17 @@
 //     they are.
 //   - A body of unknown length is held back up to 4 KiB (net/http: 2 KiB)
 //     before the head goes out with chunked encoding.
+//   - A client that half-closes in the middle of a request head gets no
+//     answer; net/http answers 400, or nothing when its background read
+//     had already taken those bytes. After a request body that broke off,
+//     the response says Connection: close; net/http just closes.
 //   - The fallback's ReadTimeout, WriteTimeout, ConnState, BaseContext,
 //     ConnContext and TLSConfig would not apply here: Serve refuses them.
 //     SetKeepAlivesEnabled(false) on the fallback is not seen either.
 //
 // Everything else follows net/http, and the tests compare the two on the
-// wire: the same parser and header checks (the fallback decides whatever
+// wire (hand-written cases, and a fuzz target that sends the same bytes to
+// both): the same parser and header checks (the fallback decides whatever
 // this server is unsure of), a Date field, Content-Length for small
 // bodies the handler did not declare, chunked encoding with trailers
 // otherwise, no body for HEAD, 1xx, 204 and 304, 1xx interim responses,
