@@ -34,11 +34,16 @@ const SyncBodyLimit = 64 << 10
 //
 // Connection reuse follows net/http's rules: a connection whose response
 // said "Connection: close", was HTTP/1.0 without keep-alive, or whose body
-// was not read to the end is closed, never reused. A request that fails on
-// a reused connection before any response byte arrived is retried once on a
-// new connection when it is replayable (GET, HEAD, OPTIONS or TRACE with no
-// body); other requests are sent on a reused connection only after a
-// non-blocking check that the upstream has not closed it.
+// was not read to the end is closed, never reused. So is one that carried
+// bytes past the end of its response, or whose upstream sent any while it
+// was idle: http.Transport drops such a connection too ("unsolicited
+// response"), since those bytes would be read as the answer to the next
+// request, perhaps another client's. Every reuse is preceded by a
+// non-blocking check of the socket for that, and for the upstream having
+// closed it. A request that still fails on a reused connection before any
+// response byte arrived (the upstream closed it just then) is retried once
+// on a new connection when it is replayable (GET, HEAD, OPTIONS or TRACE
+// with no body).
 type Sync struct {
 	// Fallback handles what Sync does not (default: New(Options{})).
 	Fallback http.RoundTripper
@@ -80,6 +85,33 @@ type conn struct {
 	bw       *bufio.Writer
 	lastUsed time.Time
 	reused   bool
+
+	// For alive, made once per connection so that the check before each
+	// reuse allocates nothing: the raw socket (nil: not checkable), the
+	// peek run on it, and what the peek found.
+	raw    syscall.RawConn
+	peek   func(fd uintptr) bool
+	silent bool
+	peekB  [1]byte
+}
+
+func newConn(nc net.Conn) *conn {
+	c := &conn{
+		nc: nc,
+		br: bufio.NewReaderSize(nc, BufferSize),
+		bw: bufio.NewWriterSize(nc, 4<<10),
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+			c.peek = func(fd uintptr) bool {
+				n, _, err := syscall.Recvfrom(int(fd), c.peekB[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+				c.silent = n < 0 && (errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK))
+				return true
+			}
+		}
+	}
+	return c
 }
 
 func (t *Sync) init() {
@@ -149,7 +181,7 @@ func (t *Sync) Exchange(req *http.Request, host string, replayable bool, writeHe
 	t.once.Do(t.init)
 	p := t.pool(host)
 	for attempt := 0; ; attempt++ {
-		c, err := t.getConn(req.Context(), p, host, !replayable)
+		c, err := t.getConn(req.Context(), p, host)
 		if err != nil {
 			return nil, err
 		}
@@ -186,7 +218,7 @@ func (t *Sync) pool(host string) *pool {
 	return p
 }
 
-func (t *Sync) getConn(ctx context.Context, p *pool, host string, checkAlive bool) (*conn, error) {
+func (t *Sync) getConn(ctx context.Context, p *pool, host string) (*conn, error) {
 	idleTimeout := orDuration(t.IdleConnTimeout, DefaultIdleConnTimeout)
 	now := time.Now()
 	for {
@@ -200,7 +232,7 @@ func (t *Sync) getConn(ctx context.Context, p *pool, host string, checkAlive boo
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now.Sub(c.lastUsed) > idleTimeout || checkAlive && !alive(c) {
+		if now.Sub(c.lastUsed) > idleTimeout || !alive(c) {
 			_ = c.nc.Close()
 			continue
 		}
@@ -212,36 +244,23 @@ func (t *Sync) getConn(ctx context.Context, p *pool, host string, checkAlive boo
 	if err != nil {
 		return nil, err
 	}
-	return &conn{
-		nc: nc,
-		br: bufio.NewReaderSize(nc, BufferSize),
-		bw: bufio.NewWriterSize(nc, 4<<10),
-	}, nil
+	return newConn(nc), nil
 }
 
-// alive checks without blocking that the upstream has not closed an idle
-// connection (a non-blocking MSG_PEEK read: EOF or an error means closed;
-// "would block" means open and silent, as an idle connection should be).
+// alive checks without blocking that an idle connection is still usable:
+// no bytes arrived on it (they would be read as the next response) and the
+// upstream has not closed it. A non-blocking MSG_PEEK read: "would block"
+// means open and silent, as an idle connection should be; data, EOF or an
+// error mean it is not.
 func alive(c *conn) bool {
 	if c.br.Buffered() > 0 {
 		return false // unsolicited bytes on an idle connection: do not trust it
 	}
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
+	if c.raw == nil {
 		return true
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	ok = false
-	var buf [1]byte
-	err = raw.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		ok = n < 0 && (errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK))
-		return true
-	})
-	return err == nil && ok
+	c.silent = false
+	return c.raw.Read(c.peek) == nil && c.silent
 }
 
 func hostPort(host string) string {
@@ -389,7 +408,8 @@ func (b *body) Close() error {
 	b.done = true
 	err := b.rc.Close()
 	stopped := b.stop()
-	if b.eof && b.keep && stopped && err == nil {
+	// Bytes already read past the response's end: not reusable.
+	if b.eof && b.keep && stopped && err == nil && b.c.br.Buffered() == 0 {
 		b.t.put(b.p, b.c)
 		return nil
 	}

@@ -277,3 +277,73 @@ func TestSyncFallback(t *testing.T) {
 		t.Errorf("fallback used %d times, want 2", fb.n.Load())
 	}
 }
+
+// smugglingServer answers every request with "honest", and on its first
+// connection, after the first answer, sends a second, unrequested
+// response, in the same write or a moment later: what a broken or hostile
+// upstream does to poison the next request's answer.
+func smugglingServer(t *testing.T, late bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	const evil = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"
+	go func() {
+		for first := true; ; first = false {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				br := bufio.NewReader(c)
+				for i := 1; ; i++ {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					answer := "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhonest"
+					smuggle := first && i == 1
+					if smuggle && !late {
+						answer += evil
+					}
+					if _, err := io.WriteString(c, answer); err != nil {
+						return
+					}
+					if smuggle && late {
+						time.Sleep(20 * time.Millisecond)
+						if _, err := io.WriteString(c, evil); err != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// TestSyncUnsolicitedBytesNotReused: bytes an upstream sends past the end
+// of a response, with it or while the connection is idle, must never be
+// read as the answer to the next request (http.Transport drops such a
+// connection too).
+func TestSyncUnsolicitedBytesNotReused(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		t.Run(fmt.Sprintf("late=%v", late), func(t *testing.T) {
+			u := smugglingServer(t, late)
+			rt := transport.NewSync(transport.Options{})
+			defer rt.CloseIdleConnections()
+			if _, body := do(t, rt, "GET", u, nil, -1); body != "honest" {
+				t.Fatalf("first answer %q", body)
+			}
+			time.Sleep(100 * time.Millisecond) // the late bytes have arrived
+			for _, method := range []string{"GET", "POST", "GET"} {
+				if _, body := do(t, rt, method, u, nil, -1); body != "honest" {
+					t.Fatalf("%s after the unsolicited response: %q", method, body)
+				}
+			}
+		})
+	}
+}
