@@ -166,7 +166,7 @@ func writeField(w *bufio.Writer, k, v string) {
 func (p *Proxy) serveFast(w *responseWriter, r *http.Request, up *upstream, peer netip.Addr) {
 	resp, err := up.sync.Exchange(r, up.host, replayableMethod(r), func(bw *bufio.Writer) error {
 		return p.writeHead(bw, r, up, peer)
-	})
+	}, w.interim)
 	if err != nil {
 		p.upstreamError(w, r, err)
 		return
@@ -181,7 +181,8 @@ func (p *Proxy) serveFast(w *responseWriter, r *http.Request, up *upstream, peer
 		}
 		h[k] = vs
 	}
-	if len(resp.Trailer) > 0 {
+	announced := len(resp.Trailer)
+	if announced > 0 {
 		names := make([]string, 0, len(resp.Trailer))
 		for k := range resp.Trailer {
 			names = append(names, k)
@@ -189,8 +190,14 @@ func (p *Proxy) serveFast(w *responseWriter, r *http.Request, up *upstream, peer
 		h["Trailer"] = []string{strings.Join(names, ", ")}
 	}
 	w.WriteHeader(resp.StatusCode)
-
 	flush := resp.ContentLength == -1 || isEventStream(resp.Header.Get("Content-Type"))
+	if flush || len(resp.Trailer) > 0 {
+		// As ReverseProxy: the head of a stream goes out at once, before
+		// its first event, which may be long in coming (an EventSource
+		// opens on the head); and with trailers it goes out before the
+		// body, so that one which breaks off arrives cut, not missing.
+		w.Flush()
+	}
 	buf := p.bufs.Get()
 	err = copyBody(w, resp.Body, buf, flush)
 	p.bufs.Put(buf)
@@ -207,7 +214,36 @@ func (p *Proxy) serveFast(w *responseWriter, r *http.Request, up *upstream, peer
 		}
 		return
 	}
-	maps.Copy(h, resp.Trailer)
+	if len(resp.Trailer) == announced {
+		maps.Copy(h, resp.Trailer)
+		return
+	}
+	// Trailers the upstream did not announce (its own Trailer field
+	// named fewer, or none): sent as net/http allows for those, as
+	// ReverseProxy does.
+	for k, vs := range resp.Trailer {
+		for _, v := range vs {
+			h.Add(http.TrailerPrefix+k, v)
+		}
+	}
+}
+
+// interim passes on a 1xx informational response (103 Early Hints, 102
+// Processing) from the upstream, as RFC 9110 15.2 asks of a proxy and as
+// httputil.ReverseProxy does: its fields as they came, then the handler's
+// own header map as it was (ReverseProxy empties it instead).
+func (w *responseWriter) interim(code int, hdr http.Header) error {
+	h := w.Header()
+	saved := h.Clone()
+	for k, vs := range hdr {
+		for _, v := range vs {
+			h.Add(k, v)
+		}
+	}
+	w.WriteHeader(code)
+	clear(h)
+	maps.Copy(h, saved)
+	return nil
 }
 
 func isEventStream(ct string) bool {

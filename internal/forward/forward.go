@@ -9,6 +9,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
@@ -194,6 +195,15 @@ func (p *Proxy) reverseProxy(target *url.URL) *httputil.ReverseProxy {
 		Transport:    p.Transport,
 		BufferPool:   &p.bufs,
 		ErrorHandler: p.upstreamError,
+		// http.ReadResponse takes any three digits as a status; below 100
+		// WriteHeader would panic. A bad response: 502, as on the fast
+		// path (transport.Sync refuses it).
+		ModifyResponse: func(res *http.Response) error {
+			if res.StatusCode < 100 {
+				return fmt.Errorf("malformed HTTP status code %03d", res.StatusCode)
+			}
+			return nil
+		},
 		// FlushInterval 0: ReverseProxy already flushes immediately for
 		// text/event-stream and for responses of unknown length.
 	}

@@ -2,12 +2,16 @@ package forward_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"runtime"
 	"strings"
@@ -48,6 +52,8 @@ func TestProxy(t *testing.T) {
 				"RateLimit429":                       testRateLimit429,
 				"UpstreamErrors":                     testUpstreamErrors,
 				"SSEArrivesEventByEvent":             testSSEArrivesEventByEvent,
+				"StreamHeadersBeforeFirstEvent":      testStreamHeadersBeforeFirstEvent,
+				"InformationalResponsesPass":         testInformationalResponsesPass,
 				"Trailers":                           testTrailers,
 				"UpstreamBreaksMidBody":              testUpstreamBreaksMidBody,
 				"LargeDownloadFlatMemory":            testLargeDownloadFlatMemory,
@@ -448,6 +454,84 @@ func testSSEArrivesEventByEvent(t *testing.T) {
 			t.Fatal(err)
 		}
 		next <- struct{}{}
+	}
+}
+
+// testStreamHeadersBeforeFirstEvent: an event stream, or any response of
+// unknown length, whose upstream sends its head and then waits must reach
+// the client's head at once (an EventSource opens on it), not with the
+// first event (httputil.ReverseProxy flushes the head at once too).
+func testStreamHeadersBeforeFirstEvent(t *testing.T) {
+	for _, ct := range []string{"text/event-stream", "application/octet-stream"} {
+		t.Run(ct, func(t *testing.T) {
+			release := make(chan struct{})
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", ct)
+				w.WriteHeader(http.StatusOK)
+				_ = http.NewResponseController(w).Flush()
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				case <-time.After(10 * time.Second):
+				}
+				_, _ = io.WriteString(w, "data: late\n\n")
+			}))
+			defer up.Close()
+			defer close(release)
+			f := newProxy(t, up, session.ModeAuto, nil)
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.srv.URL+"/events", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("no response head while the upstream holds the body back: %v", err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != ct {
+				t.Fatalf("got %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+			}
+		})
+	}
+}
+
+// testInformationalResponsesPass: a proxy forwards 1xx responses (RFC 9110
+// 15.2): 103 Early Hints reaches the client before the final response,
+// which keeps the headers the proxy set for it.
+func testInformationalResponsesPass(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Link", "</a.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "final")
+	}))
+	defer up.Close()
+	f := newProxy(t, up, session.ModeAuto, func(p *forward.Proxy) {
+		specs, _ := ratelimit.ParseSpecs([]string{"global=1000/s"})
+		p.Limiter = ratelimit.New(specs, ratelimit.Options{})
+	})
+	var hints []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		hints = append(hints, fmt.Sprintf("%d %s", code, h.Get("Link")))
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodGet, f.srv.URL+"/page", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "final" {
+		t.Fatalf("final response %d %q", resp.StatusCode, body)
+	}
+	if want := "[103 </a.css>; rel=preload]"; fmt.Sprint(hints) != want {
+		t.Errorf("1xx responses seen %v, want %s", hints, want)
+	}
+	if strings.Contains(t.Name(), "/fast/") && resp.Header.Get("RateLimit-Limit") == "" {
+		// ReverseProxy empties the header map after a 1xx; the fast path
+		// keeps what the proxy set (here the rate limit's fields).
+		t.Errorf("the final response lost the proxy's RateLimit fields: %v", resp.Header)
 	}
 }
 

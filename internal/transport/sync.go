@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strconv"
 	"sync"
 	"syscall"
@@ -163,7 +165,12 @@ func (t *Sync) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !eligible(req) {
 		return t.fb.RoundTrip(req)
 	}
-	return t.Exchange(req, req.URL.Host, replayable(req), func(w *bufio.Writer) error { return writeRequest(w, req) })
+	var interim func(int, http.Header) error
+	if tr := httptrace.ContextClientTrace(req.Context()); tr != nil && tr.Got1xxResponse != nil {
+		// As http.Transport: 1xx responses go to the trace.
+		interim = func(code int, h http.Header) error { return tr.Got1xxResponse(code, textproto.MIMEHeader(h)) }
+	}
+	return t.Exchange(req, req.URL.Host, replayable(req), func(w *bufio.Writer) error { return writeRequest(w, req) }, interim)
 }
 
 // Exchange does one HTTP/1.1 exchange with host ("host:port") on a pooled
@@ -173,11 +180,14 @@ func (t *Sync) RoundTrip(req *http.Request) (*http.Response, error) {
 // reads the response headers. req supplies the context (cancelling it
 // aborts the exchange), the method (for HEAD responses) and the body.
 // replayable says whether the request may be sent again after a reused
-// connection turned out to be closed.
+// connection turned out to be closed. interim, when not nil, receives each
+// 1xx informational response (other than 101) that precedes the final one,
+// as http.Transport gives them to httptrace's Got1xxResponse; its error
+// ends the exchange.
 //
 // It lets a proxy write the outbound head straight from the inbound
 // request, without cloning it first.
-func (t *Sync) Exchange(req *http.Request, host string, replayable bool, writeHead func(*bufio.Writer) error) (*http.Response, error) {
+func (t *Sync) Exchange(req *http.Request, host string, replayable bool, writeHead func(*bufio.Writer) error, interim func(int, http.Header) error) (*http.Response, error) {
 	t.once.Do(t.init)
 	p := t.pool(host)
 	for attempt := 0; ; attempt++ {
@@ -185,7 +195,7 @@ func (t *Sync) Exchange(req *http.Request, host string, replayable bool, writeHe
 		if err != nil {
 			return nil, err
 		}
-		resp, err := t.exchange(req, p, c, writeHead)
+		resp, err := t.exchange(req, p, c, writeHead, interim)
 		if err == nil {
 			return resp, nil
 		}
@@ -309,7 +319,7 @@ func (t *Sync) CloseIdleConnections() {
 	}
 }
 
-func (t *Sync) exchange(req *http.Request, p *pool, c *conn, writeHead func(*bufio.Writer) error) (*http.Response, error) {
+func (t *Sync) exchange(req *http.Request, p *pool, c *conn, writeHead func(*bufio.Writer) error, interim func(int, http.Header) error) (*http.Response, error) {
 	ctx := req.Context()
 	// Cancelling the request (the client went away) unblocks any I/O on
 	// the connection, which is then closed rather than reused.
@@ -356,11 +366,22 @@ func (t *Sync) exchange(req *http.Request, p *pool, c *conn, writeHead func(*buf
 		}
 		// 1xx informational responses (other than 101) precede the real one.
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			if interim != nil {
+				if err := interim(resp.StatusCode, resp.Header); err != nil {
+					return fail(err, false)
+				}
+			}
 			continue
 		}
 		break
 	}
 	_ = c.nc.SetReadDeadline(time.Time{})
+	if resp.StatusCode < 100 {
+		// http.ReadResponse takes any three digits; a handler cannot
+		// send a status below 100 (net/http panics), so it is a bad
+		// response, as a garbled status line is.
+		return fail(fmt.Errorf("malformed HTTP status code %03d", resp.StatusCode), false)
+	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// Not expected (Upgrade requests take the fallback); do not reuse.
 		return fail(errors.New("unexpected 101 Switching Protocols"), false)

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -156,35 +158,47 @@ func TestSyncPartialBodyIsNotReused(t *testing.T) {
 // oneShotServer answers one request per connection and then closes it
 // without saying "Connection: close", like an upstream whose keep-alive
 // timeout fired while the connection sat in the pool.
-func oneShotServer(t *testing.T) (string, *atomic.Int64) {
+// serveConns accepts connections on a new 127.0.0.1 listener until the
+// test ends and runs serve on each (first: it is the first connection),
+// closing it afterwards; it returns the server's URL.
+func serveConns(t *testing.T, serve func(c net.Conn, first bool)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	var served atomic.Int64
 	go func() {
-		for {
+		for first := true; ; first = false {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
 			go func() {
 				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				b, _ := io.ReadAll(req.Body)
-				served.Add(1)
-				msg := "ok " + string(b)
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg)
-				time.Sleep(20 * time.Millisecond)
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				serve(c, first)
 			}()
 		}
 	}()
-	return "http://" + ln.Addr().String(), &served
+	return "http://" + ln.Addr().String()
+}
+
+func oneShotServer(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	var served atomic.Int64
+	u := serveConns(t, func(c net.Conn, _ bool) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		b, _ := io.ReadAll(req.Body)
+		served.Add(1)
+		msg := "ok " + string(b)
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg)
+		time.Sleep(20 * time.Millisecond)
+	})
+	return u, &served
 }
 
 func TestSyncStaleConnection(t *testing.T) {
@@ -284,45 +298,29 @@ func TestSyncFallback(t *testing.T) {
 // upstream does to poison the next request's answer.
 func smugglingServer(t *testing.T, late bool) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	const evil = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"
-	go func() {
-		for first := true; ; first = false {
-			c, err := ln.Accept()
-			if err != nil {
+	return serveConns(t, func(c net.Conn, first bool) {
+		br := bufio.NewReader(c)
+		for i := 1; ; i++ {
+			if _, err := http.ReadRequest(br); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				br := bufio.NewReader(c)
-				for i := 1; ; i++ {
-					if _, err := http.ReadRequest(br); err != nil {
-						return
-					}
-					answer := "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhonest"
-					smuggle := first && i == 1
-					if smuggle && !late {
-						answer += evil
-					}
-					if _, err := io.WriteString(c, answer); err != nil {
-						return
-					}
-					if smuggle && late {
-						time.Sleep(20 * time.Millisecond)
-						if _, err := io.WriteString(c, evil); err != nil {
-							return
-						}
-					}
+			answer := "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhonest"
+			smuggle := first && i == 1
+			if smuggle && !late {
+				answer += evil
+			}
+			if _, err := io.WriteString(c, answer); err != nil {
+				return
+			}
+			if smuggle && late {
+				time.Sleep(20 * time.Millisecond)
+				if _, err := io.WriteString(c, evil); err != nil {
+					return
 				}
-			}()
+			}
 		}
-	}()
-	return "http://" + ln.Addr().String()
+	})
 }
 
 // TestSyncUnsolicitedBytesNotReused: bytes an upstream sends past the end
@@ -345,5 +343,66 @@ func TestSyncUnsolicitedBytesNotReused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// rawServer answers every request on every connection with answer.
+func rawServer(t *testing.T, answer string) string {
+	t.Helper()
+	return serveConns(t, func(c net.Conn, _ bool) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			if _, err := io.WriteString(c, answer); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// TestSyncInformational: 1xx responses before the final one reach
+// httptrace's Got1xxResponse, as with http.Transport.
+func TestSyncInformational(t *testing.T) {
+	u := rawServer(t, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"+
+		"HTTP/1.1 102 Processing\r\n\r\n"+
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	rt := transport.NewSync(transport.Options{})
+	defer rt.CloseIdleConnections()
+	var got []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		got = append(got, fmt.Sprintf("%d %s", code, h.Get("Link")))
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodGet, u, nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "ok" {
+		t.Fatalf("final response %d %q", resp.StatusCode, b)
+	}
+	if want := []string{"103 </a.css>", "102 "}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("1xx responses seen %q, want %q", got, want)
+	}
+}
+
+// TestSyncStatusBelow100: http.ReadResponse accepts any three digits, but
+// no handler can send a status below 100: the response is refused.
+func TestSyncStatusBelow100(t *testing.T) {
+	u := rawServer(t, "HTTP/1.1 042 Odd\r\nContent-Length: 2\r\n\r\nok")
+	rt := transport.NewSync(transport.Options{})
+	defer rt.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
+	resp, err := rt.RoundTrip(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("got status %d, want an error", resp.StatusCode)
+	}
+	if !strings.Contains(err.Error(), "malformed HTTP status code 042") {
+		t.Errorf("error %q", err)
 	}
 }
