@@ -228,3 +228,141 @@ func ending(err error) string {
 	}
 	return err.Error()
 }
+
+// FuzzFastRequestSameAsReverseProxy sends the same arbitrary client bytes
+// to a proxy on the fast path and to one on httputil.ReverseProxy, and
+// requires the upstream to receive the same requests from both: method,
+// target, header fields (X-Forwarded-For and the rest the proxy sets),
+// body and framing. The fast path writes the outbound head itself instead
+// of through ReverseProxy's Rewrite and http.Request.Write.
+func FuzzFastRequestSameAsReverseProxy(f *testing.F) {
+	for _, s := range []string{
+		"GET /a?b=c HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nConnection: X-Hop, keep-alive\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\n\r\n",
+		"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello",
+		"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nForwarded: for=1.2.3.4\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Bearer t\r\nProxy-Connection: keep-alive\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: \r\nAccept-Encoding: gzip\r\n\r\n",
+		"HEAD /h HTTP/1.1\r\nHost: x\r\nA: 1\r\nA: 2\r\n\r\n",
+		"DELETE /d HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+		"GET //double/../x HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	type seen struct {
+		mu   sync.Mutex
+		reqs []string
+	}
+	var upSeen [2]seen
+	// busy counts the handlers running, the proxies' and the upstreams',
+	// so that an exchange still winding down (a cut body) is recorded in
+	// its own run, not the next.
+	var busy atomic.Int64
+	upstream := func(i int) *url.URL {
+		var self string // the upstream's address: the Host both proxies send
+		s := serveStd(f, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			busy.Add(1)
+			defer busy.Add(-1)
+			body, err := io.ReadAll(r.Body)
+			host := r.Host
+			if host == self {
+				host = "(the upstream)"
+			}
+			var b strings.Builder
+			fmt.Fprintf(&b, "%s %s %s host=%q len=%d te=%q close=%v\n", r.Method, r.RequestURI, r.Proto, host, r.ContentLength, r.TransferEncoding, r.Close)
+			for _, k := range slices.Sorted(maps.Keys(r.Header)) {
+				fmt.Fprintf(&b, "%s: %q\n", k, r.Header[k])
+			}
+			fmt.Fprintf(&b, "body %q err %v\n", body, err)
+			for _, k := range slices.Sorted(maps.Keys(r.Trailer)) {
+				fmt.Fprintf(&b, "trailer %s: %q\n", k, r.Trailer[k])
+			}
+			upSeen[i].mu.Lock()
+			upSeen[i].reqs = append(upSeen[i].reqs, b.String())
+			upSeen[i].mu.Unlock()
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = io.WriteString(w, "ok")
+		}))
+		self = s
+		u, _ := url.Parse("http://" + s)
+		return u
+	}
+	opts := transport.Options{ResponseHeaderTimeout: 2 * time.Second, DialTimeout: 2 * time.Second}
+	proxies := [2]string{}
+	for i, rt := range []http.RoundTripper{transport.NewSync(opts), transport.New(opts)} {
+		p := &forward.Proxy{Target: upstream(i), Transport: rt, Log: zerolog.Nop(), ClientSendTimeout: time.Minute}
+		counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			busy.Add(1)
+			defer busy.Add(-1)
+			p.ServeHTTP(w, r)
+		})
+		proxies[i] = serveProxy(f, counted, nil).Listener.Addr().String()
+	}
+	// settle waits (2 s at most) until no handler has run for 3 ms.
+	settle := func() {
+		for quiet, deadline := 0, time.Now().Add(2*time.Second); quiet < 3 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+			if busy.Load() == 0 {
+				quiet++
+			} else {
+				quiet = 0
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var answers [2]string
+		var wg sync.WaitGroup
+		for i := range proxies {
+			upSeen[i].mu.Lock()
+			upSeen[i].reqs = nil
+			upSeen[i].mu.Unlock()
+			wg.Go(func() { answers[i] = sendRaw(proxies[i], in) })
+		}
+		wg.Wait()
+		settle()
+		fastReqs, refReqs := upSeen[0].reqs, upSeen[1].reqs
+		if answers[0] == answers[1] && max(len(fastReqs), len(refReqs)) == min(len(fastReqs), len(refReqs))+1 {
+			// A connection net/http serves (h1 hands it HTTP/1.0, say)
+			// cancels the request in flight when the client half-closes:
+			// whether that last request, unanswered on both sides, got to
+			// the upstream first is timing.
+			n := min(len(fastReqs), len(refReqs))
+			fastReqs, refReqs = fastReqs[:n], refReqs[:n]
+		}
+		got, want := strings.Join(fastReqs, "---\n"), strings.Join(refReqs, "---\n")
+		if got != want {
+			t.Errorf("client sent %q\n=== upstream got through httputil.ReverseProxy:\n%s=== through the fast path:\n%s", in, want, got)
+		}
+		if answers[0] != answers[1] {
+			t.Errorf("client sent %q\n=== client got through httputil.ReverseProxy:\n%s=== through the fast path:\n%s", in, answers[1], answers[0])
+		}
+	})
+}
+
+// sendRaw writes in to the proxy at addr, half-closes, and returns the
+// status lines of what comes back until the proxy closes.
+func sendRaw(addr string, in []byte) string {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return "dial: " + err.Error()
+	}
+	defer func() { _ = c.Close() }()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(in); err != nil {
+		return "write: " + ending(err)
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	br := bufio.NewReader(c)
+	var b strings.Builder
+	for range 16 {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			b.WriteString(ending(err) + "\n")
+			break
+		}
+		_, berr := io.Copy(io.Discard, resp.Body)
+		fmt.Fprintf(&b, "%s (body %s)\n", resp.Status, ending(berr))
+	}
+	return b.String()
+}

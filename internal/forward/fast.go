@@ -51,7 +51,31 @@ func fastEligible(r *http.Request) bool {
 		return false
 	}
 	h := r.Header
-	return h["Upgrade"] == nil && h["Expect"] == nil && len(r.TransferEncoding) == 0 && len(r.Trailer) == 0
+	return h["Upgrade"] == nil && h["Expect"] == nil && len(r.TransferEncoding) == 0 && len(r.Trailer) == 0 &&
+		!uncleanQuery(r.URL.RawQuery)
+}
+
+// uncleanQuery reports whether ReverseProxy would rewrite the query
+// before sending it (a ";" or a malformed escape: it keeps only what
+// url.ParseQuery accepts, golang/go#25192). Such requests take
+// ReverseProxy, so that both paths send the same.
+func uncleanQuery(q string) bool {
+	for i := 0; i < len(q); i++ {
+		switch q[i] {
+		case ';':
+			return true
+		case '%':
+			if i+2 >= len(q) || !isHex(q[i+1]) || !isHex(q[i+2]) {
+				return true
+			}
+			i += 2
+		}
+	}
+	return false
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 func replayableMethod(r *http.Request) bool {
@@ -110,7 +134,14 @@ func contains(list []string, k string) bool {
 func (p *Proxy) writeHead(w *bufio.Writer, r *http.Request, up *upstream, peer netip.Addr) error {
 	_, _ = w.WriteString(r.Method)
 	_ = w.WriteByte(' ')
-	_, _ = w.WriteString(r.RequestURI)
+	if plainTarget(r.RequestURI) {
+		_, _ = w.WriteString(r.RequestURI)
+	} else {
+		// Characters a URI may not hold (non-ASCII, a quote: found by
+		// the differential fuzz target): re-encoded, as ReverseProxy
+		// sends URL.RequestURI(), never passed on raw.
+		_, _ = w.WriteString(r.URL.RequestURI())
+	}
 	_, _ = w.WriteString(" HTTP/1.1\r\nHost: ")
 	_, _ = w.WriteString(up.target.Host)
 	_, _ = w.WriteString("\r\n")
@@ -119,9 +150,21 @@ func (p *Proxy) writeHead(w *bufio.Writer, r *http.Request, up *upstream, peer n
 		if skipRequestHeader(k) || k == p.svcHdr || conn != nil && contains(conn, k) {
 			continue
 		}
+		if k == "User-Agent" {
+			// As http.Request.Write: the first value, none when empty.
+			if len(vs) > 0 && vs[0] != "" {
+				writeField(w, k, vs[0])
+			}
+			continue
+		}
 		for _, v := range vs {
 			writeField(w, k, v)
 		}
+	}
+	if wantsTrailers(r.Header["Te"]) {
+		// As ReverseProxy (golang/go#21096): TE is hop-by-hop, but a
+		// client that accepts trailers has the upstream told so.
+		_, _ = w.WriteString("Te: trailers\r\n")
 	}
 	_, _ = w.WriteString("X-Forwarded-For: ")
 	if peer.IsValid() && p.trusted(peer) {
@@ -149,6 +192,36 @@ func (p *Proxy) writeHead(w *bufio.Writer, r *http.Request, up *upstream, peer n
 	}
 	_, err := w.WriteString("\r\n")
 	return err
+}
+
+// plainTarget reports whether a request target holds only the characters
+// RFC 3986 allows in a path and query (unreserved, sub-delims, ":", "@",
+// "/", "?" and "%"): then URL.RequestURI(), which ReverseProxy sends, is
+// the target as it came, and it is sent without building that string.
+func plainTarget(t string) bool {
+	for i := range len(t) {
+		c := t[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~!$&'()*+,;=:@/?%", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// wantsTrailers reports whether TE field values list "trailers".
+func wantsTrailers(te []string) bool {
+	for _, v := range te {
+		for tok := range strings.SplitSeq(v, ",") {
+			// A token may carry parameters (";q=..."); "trailers" has none.
+			if strings.EqualFold(textproto.TrimString(tok), "trailers") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func writeField(w *bufio.Writer, k, v string) {
