@@ -21,6 +21,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/proxyctl/proxyctl/internal/capture"
 	"github.com/proxyctl/proxyctl/internal/forward"
 	"github.com/proxyctl/proxyctl/internal/transport"
 )
@@ -50,11 +51,14 @@ func FuzzFastSameAsReverseProxy(f *testing.F) {
 	up := newRawUpstream(f)
 	target, _ := url.Parse("http://" + up.addr)
 	opts := transport.Options{ResponseHeaderTimeout: 2 * time.Second, DialTimeout: 2 * time.Second}
-	proxy := func(rt http.RoundTripper) string {
-		p := &forward.Proxy{Target: target, Transport: rt, Log: zerolog.Nop(), ClientSendTimeout: time.Minute}
+	// Each proxy also captures its exchanges: the traffic items (what
+	// tapes and the store keep) must not depend on the path either.
+	var items [2]itemLog
+	proxy := func(rt http.RoundTripper, c *itemLog) string {
+		p := &forward.Proxy{Target: target, Transport: rt, Log: zerolog.Nop(), ClientSendTimeout: time.Minute, Capture: c}
 		return serveProxy(f, p, nil).Listener.Addr().String()
 	}
-	fast, ref := proxy(transport.NewSync(opts)), proxy(transport.New(opts))
+	fast, ref := proxy(transport.NewSync(opts), &items[0]), proxy(transport.New(opts), &items[1])
 	// The fast path once more, served by net/http's server instead of h1:
 	// how the proxy's writes reach the client must not depend on which.
 	fastStd := serveStd(f, &forward.Proxy{Target: target, Transport: transport.NewSync(opts), Log: zerolog.Nop(), ClientSendTimeout: time.Minute})
@@ -68,6 +72,9 @@ func FuzzFastSameAsReverseProxy(f *testing.F) {
 		wg.Wait()
 		if got != want {
 			t.Errorf("upstream answer %q\n=== through httputil.ReverseProxy:\n%s=== through the fast path:\n%s", resp, want, got)
+		}
+		if gi, wi := items[0].take(), items[1].take(); gi != wi {
+			t.Errorf("upstream answer %q\n=== traffic item through httputil.ReverseProxy:\n%s\n=== through the fast path:\n%s", resp, wi, gi)
 		}
 		if !bytes.Contains(bytes.ToLower(resp), []byte("content-type")) {
 			// net/http sniffs a Content-Type the upstream did not send;
@@ -101,6 +108,50 @@ func dropLines(s, prefix string) string {
 			b.WriteString(line)
 		}
 	}
+	return b.String()
+}
+
+// itemLog keeps the traffic items a proxy publishes.
+type itemLog struct {
+	mu    sync.Mutex
+	items []*capture.Item
+}
+
+func (c *itemLog) Publish(it *capture.Item) {
+	c.mu.Lock()
+	c.items = append(c.items, it)
+	c.mu.Unlock()
+}
+
+// take waits (2 s at most) for the one item an exchange publishes when it
+// ends, which may be after the client has its response, and describes it
+// without what differs between any two exchanges (id, time, duration).
+func (c *itemLog) take() string {
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		n := len(c.items)
+		c.mu.Unlock()
+		if n > 0 {
+			break
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var b strings.Builder
+	for _, it := range c.items {
+		fmt.Fprintf(&b, "%s %s %d error=%q stubbed=%v\n", it.Method, it.Path, it.Status, it.Error, it.Stubbed)
+		for _, k := range slices.Sorted(maps.Keys(it.RequestHeaders)) {
+			fmt.Fprintf(&b, "request %s: %q\n", k, it.RequestHeaders[k])
+		}
+		for _, k := range slices.Sorted(maps.Keys(it.ResponseHeaders)) {
+			if k != "Date" {
+				fmt.Fprintf(&b, "response %s: %q\n", k, it.ResponseHeaders[k])
+			}
+		}
+		fmt.Fprintf(&b, "request body %q truncated=%v, response body %q truncated=%v\n",
+			it.RequestBody.Data, it.RequestBody.Truncated, it.ResponseBody.Data, it.ResponseBody.Truncated)
+	}
+	c.items = nil
 	return b.String()
 }
 

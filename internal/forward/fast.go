@@ -276,13 +276,7 @@ func (p *Proxy) serveFast(w *responseWriter, r *http.Request, up *upstream, peer
 	p.bufs.Put(buf)
 	if err != nil {
 		if errors.Is(err, errUpstreamBody) && r.Context().Err() == nil {
-			if p.Observer != nil {
-				p.Observer.UpstreamError("body")
-			}
-			p.Log.Warn().Str("method", r.Method).Str("path", r.URL.Path).Msg("upstream broke the response body")
-			if w.x != nil {
-				w.x.errText = "upstream broke the response body"
-			}
+			p.brokenBody(w, r)
 			panic(http.ErrAbortHandler)
 		}
 		return
@@ -299,6 +293,43 @@ func (p *Proxy) serveFast(w *responseWriter, r *http.Request, up *upstream, peer
 			h.Add(http.TrailerPrefix+k, v)
 		}
 	}
+}
+
+// brokenBody counts, logs and records an upstream response body that
+// failed part-way (on both paths; the caller aborts the response).
+func (p *Proxy) brokenBody(w *responseWriter, r *http.Request) {
+	if p.Observer != nil {
+		p.Observer.UpstreamError("body")
+	}
+	p.Log.Warn().Str("method", r.Method).Str("path", r.URL.Path).Msg("upstream broke the response body")
+	if w.x != nil && w.x.errText == "" {
+		w.x.errText = "upstream broke the response body"
+	}
+}
+
+// rpWriterKey is the context key under which a request on the
+// ReverseProxy path carries its responseWriter, so that ModifyResponse
+// can watch the upstream body for it.
+type rpWriterKey struct{}
+
+// watchedBody is an upstream response body on the ReverseProxy path: a
+// read that fails (not EOF) is reported as on the fast path, where
+// copyBody tells upstream failures from client ones itself.
+type watchedBody struct {
+	io.ReadCloser
+	p      *Proxy
+	w      *responseWriter
+	r      *http.Request
+	failed bool
+}
+
+func (b *watchedBody) Read(buf []byte) (int, error) {
+	n, err := b.ReadCloser.Read(buf)
+	if err != nil && !errors.Is(err, io.EOF) && !b.failed && b.r.Context().Err() == nil {
+		b.failed = true
+		b.p.brokenBody(b.w, b.r)
+	}
+	return n, err
 }
 
 // interim passes on a 1xx informational response (103 Early Hints, 102

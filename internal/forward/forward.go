@@ -197,10 +197,16 @@ func (p *Proxy) reverseProxy(target *url.URL) *httputil.ReverseProxy {
 		ErrorHandler: p.upstreamError,
 		// http.ReadResponse takes any three digits as a status; below 100
 		// WriteHeader would panic. A bad response: 502, as on the fast
-		// path (transport.Sync refuses it).
+		// path (transport.Sync refuses it). And the body is watched, so
+		// that one the upstream breaks is counted and recorded as on the
+		// fast path.
 		ModifyResponse: func(res *http.Response) error {
 			if res.StatusCode < 100 {
 				return fmt.Errorf("malformed HTTP status code %03d", res.StatusCode)
+			}
+			if w, ok := res.Request.Context().Value(rpWriterKey{}).(*responseWriter); ok && res.Body != http.NoBody &&
+				res.StatusCode != http.StatusSwitchingProtocols { // an upgrade's body is the connection: left as it is
+				res.Body = &watchedBody{ReadCloser: res.Body, p: p, w: w, r: res.Request}
 			}
 			return nil
 		},
@@ -354,7 +360,9 @@ func (p *Proxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		p.serveFast(w, r, up, peer)
 		return
 	}
-	up.rp.ServeHTTP(w, r)
+	// The responseWriter rides in the context to ModifyResponse (this path
+	// allocates plenty already; the fast path does not need it).
+	up.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), rpWriterKey{}, w)))
 }
 
 // mayHideFraming reports whether net/http may have removed a framing
