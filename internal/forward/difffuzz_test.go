@@ -135,11 +135,28 @@ func (c *itemLog) take() string {
 			break
 		}
 	}
+	return c.all()
+}
+
+// dropLastItem removes the last item from a description by all.
+func dropLastItem(s string) string {
+	i := strings.LastIndex(s, "\n"+itemSep)
+	if i < 0 {
+		return ""
+	}
+	return s[:i+1]
+}
+
+// itemSep starts each item in a description by all.
+const itemSep = "item "
+
+// all describes and forgets every item published so far.
+func (c *itemLog) all() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var b strings.Builder
 	for _, it := range c.items {
-		fmt.Fprintf(&b, "%s %s %d error=%q stubbed=%v\n", it.Method, it.Path, it.Status, it.Error, it.Stubbed)
+		fmt.Fprintf(&b, "%s%s %s %d error=%q stubbed=%v\n", itemSep, it.Method, it.Path, it.Status, it.Error, it.Stubbed)
 		for _, k := range slices.Sorted(maps.Keys(it.RequestHeaders)) {
 			fmt.Fprintf(&b, "request %s: %q\n", k, it.RequestHeaders[k])
 		}
@@ -341,8 +358,9 @@ func FuzzFastRequestSameAsReverseProxy(f *testing.F) {
 	}
 	opts := transport.Options{ResponseHeaderTimeout: 2 * time.Second, DialTimeout: 2 * time.Second}
 	proxies := [2]string{}
+	var items [2]itemLog
 	for i, rt := range []http.RoundTripper{transport.NewSync(opts), transport.New(opts)} {
-		p := &forward.Proxy{Target: upstream(i), Transport: rt, Log: zerolog.Nop(), ClientSendTimeout: time.Minute}
+		p := &forward.Proxy{Target: upstream(i), Transport: rt, Log: zerolog.Nop(), ClientSendTimeout: time.Minute, Capture: &items[i]}
 		counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			busy.Add(1)
 			defer busy.Add(-1)
@@ -387,6 +405,16 @@ func FuzzFastRequestSameAsReverseProxy(f *testing.F) {
 		}
 		if answers[0] != answers[1] {
 			t.Errorf("client sent %q\n=== client got through httputil.ReverseProxy:\n%s=== through the fast path:\n%s", in, answers[1], answers[0])
+		}
+		// Every handler has ended (settle): its item is published. The
+		// last exchange of a connection net/http cancelled (above) ends
+		// with the upstream's answer or as "client went away", by timing.
+		gi, wi := items[0].all(), items[1].all()
+		if strings.Contains(gi, `error="client went away"`) || strings.Contains(wi, `error="client went away"`) {
+			gi, wi = dropLastItem(gi), dropLastItem(wi)
+		}
+		if gi != wi {
+			t.Errorf("client sent %q\n=== traffic items through httputil.ReverseProxy:\n%s=== through the fast path:\n%s", in, wi, gi)
 		}
 	})
 }
