@@ -144,7 +144,6 @@ func (w *response) WriteHeader(code int) {
 func (w *response) setStatus(code int) {
 	w.wroteHeader = true
 	w.status = code
-	noBody := !bodyAllowed(code)
 	f := w.c.fields[:0]
 	for k, vv := range w.header {
 		switch k {
@@ -164,8 +163,8 @@ func (w *response) setStatus(code int) {
 			}
 			continue
 		case "Content-Type":
-			if noBody {
-				continue
+			if code == http.StatusNotModified {
+				continue // as net/http: only a 304 drops it (RFC 9110 15.4.5)
 			}
 		case "Date":
 			w.hasDate = true

@@ -467,6 +467,18 @@ func bodylessCases() []wireCase {
 			end:     "open",
 		},
 		{
+			// net/http drops Content-Type only from a 304, not from a
+			// 204 (found by FuzzFastSameAsReverseProxy).
+			name: "204 with Content-Type, empty and not",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", r.URL.Query().Get("ct"))
+				w.WriteHeader(http.StatusNoContent)
+			},
+			send:    []string{get("/?ct=text/plain") + get("/?ct=")},
+			methods: []string{"GET", "GET"},
+			end:     "open",
+		},
+		{
 			name: "304 with Content-Length and Content-Type",
 			handler: func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Type", "text/html")
