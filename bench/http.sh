@@ -26,28 +26,7 @@ PROXYCTL_ARGS=${PROXYCTL_ARGS:---store memory --capture=false}
 source "$(dirname "$0")/lib.sh"
 UP=$(free_port); NGX=$(free_port); PXC=$(free_port); PX1=$(free_port)
 
-cat >"$work/nginx.conf" <<CONF
-user root;
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	upstream static { server 127.0.0.1:$UP; keepalive 64; }
-	server { listen 127.0.0.1:$UP; root $work/html; }
-	server {
-		listen 127.0.0.1:$NGX;
-		location / {
-			proxy_pass http://static;
-			proxy_http_version 1.1;
-			proxy_set_header Connection "";
-		}
-	}
-}
-CONF
-nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
-pids+=($!)
+static_nginx "$UP" "$NGX"
 
 (cd "$root" && go build -o "$work/proxyctl" ./cmd/proxyctl)
 # shellcheck disable=SC2086

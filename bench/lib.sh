@@ -44,9 +44,23 @@ wait_http() {
 	done
 }
 
-# static_nginx PORT: nginx (one worker) serving the work dir's html on
-# 127.0.0.1:PORT, stopped on exit.
+# static_nginx PORT [PROXY_PORT]: nginx (one worker) serving the work dir's
+# html on 127.0.0.1:PORT and, with PROXY_PORT, also a keep-alive reverse
+# proxy in front of it on 127.0.0.1:PROXY_PORT (the same worker), stopped on
+# exit.
 static_nginx() {
+	local proxy=""
+	if [[ -n "${2:-}" ]]; then
+		proxy="upstream static { server 127.0.0.1:$1; keepalive 64; }
+	server {
+		listen 127.0.0.1:$2;
+		location / {
+			proxy_pass http://static;
+			proxy_http_version 1.1;
+			proxy_set_header Connection \"\";
+		}
+	}"
+	fi
 	cat >"$work/nginx.conf" <<CONF
 user root;
 worker_processes 1;
@@ -56,6 +70,7 @@ events { worker_connections 4096; }
 http {
 	access_log off;
 	server { listen 127.0.0.1:$1; root $work/html; }
+	$proxy
 }
 CONF
 	nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
