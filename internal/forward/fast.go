@@ -282,7 +282,13 @@ func (p *Proxy) serveFast(w *responseWriter, r *http.Request, up *upstream, peer
 		return
 	}
 	if len(resp.Trailer) == announced {
-		maps.Copy(h, resp.Trailer)
+		// As ReverseProxy's copyHeader: values added, and a trailer
+		// announced but never sent leaves no empty entry behind.
+		for k, vs := range resp.Trailer {
+			for _, v := range vs {
+				h.Add(k, v)
+			}
+		}
 		return
 	}
 	// Trailers the upstream did not announce (its own Trailer field
