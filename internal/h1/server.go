@@ -169,17 +169,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		return http.ErrServerClosed
 	}
-	if s.listeners == nil {
-		s.listeners = make(map[*net.Listener]struct{})
-		s.conns = make(map[*conn]struct{})
-	}
-	if s.shim == nil {
-		s.shim = newShim(ln.Addr())
-		s.fbExited = make(chan struct{})
-		shim, fb, exited := s.shim, s.Fallback, s.fbExited
-		// Its Serve only ends when the shim is closed (ErrServerClosed).
-		go func() { _ = fb.Serve(shim); close(exited) }()
-	}
+	s.startLocked(ln.Addr())
 	s.listeners[&ln] = struct{}{}
 	s.mu.Unlock()
 	defer func() {
@@ -211,6 +201,53 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		go c.serve()
 	}
+}
+
+// startLocked sets up the connection registry and starts the fallback
+// on its shim listener, once. s.mu must be held.
+func (s *Server) startLocked(addr net.Addr) {
+	if s.listeners == nil {
+		s.listeners = make(map[*net.Listener]struct{})
+		s.conns = make(map[*conn]struct{})
+	}
+	if s.shim == nil {
+		s.shim = newShim(addr)
+		s.fbExited = make(chan struct{})
+		shim, fb, exited := s.shim, s.Fallback, s.fbExited
+		// Its Serve only ends when the shim is closed (ErrServerClosed).
+		go func() { _ = fb.Serve(shim); close(exited) }()
+	}
+}
+
+// ServeOne serves one request of nc for an event loop that owns the
+// connection and gives it here for a request it does not serve itself
+// (forward's loop server). nc's unread bytes start with prefix, which
+// holds at least the request's head. It returns back true when that
+// request was served here and the connection may carry another: the loop
+// takes it back with rest, the bytes read past the request, and nc must
+// then be closed without ending the connection (nc is a duplicate of the
+// loop's descriptor). With back false the connection is no longer the
+// loop's: it was closed, or handed on to the fallback, which owns it
+// from then on (an upgrade, an HTTP/1.0 client...). addr is the
+// listener's address, for the fallback. Shutdown waits for ServeOne as
+// for any connection; ServeOne after Shutdown closes nc.
+func (s *Server) ServeOne(nc net.Conn, prefix []byte, addr net.Addr) (rest []byte, back bool) {
+	if s.Fallback == nil {
+		_ = nc.Close()
+		return nil, false
+	}
+	s.mu.Lock()
+	if !s.closing.Load() {
+		s.startLocked(addr)
+	}
+	s.mu.Unlock()
+	c := s.newConn(&handedConn{Conn: nc, head: prefix})
+	if c == nil {
+		return nil, false
+	}
+	c.one = true
+	c.serve()
+	return c.rest, c.back
 }
 
 // isTemporary reports errors that a busy machine produces and that pass:
@@ -371,6 +408,10 @@ type conn struct {
 	lastPost bool
 	// readDL: a read deadline is set on rwc.
 	readDL atomic.Bool
+	// one: serve a single request (ServeOne); back and rest are its
+	// outcome.
+	one, back bool
+	rest      []byte
 }
 
 // Buffers of ended connections and responses, for the next ones.
@@ -438,6 +479,16 @@ func (c *conn) serve() {
 		}
 		if c.srv.closing.Load() {
 			c.close()
+			return
+		}
+		if c.one {
+			// Back to the event loop, with what was read past the request.
+			c.rest = append([]byte(nil), peekBuffered(c.br)...)
+			c.back = true
+			c.state.Store(stateClosed)
+			c.br.Reset(nil)
+			readerPool.Put(c.br)
+			c.br = nil
 			return
 		}
 		if !c.state.CompareAndSwap(stateActive, stateIdle) {

@@ -251,6 +251,34 @@ func (m *Manager) Resolve(ctx context.Context, id, defaultID string) (store.Sess
 	return s, err
 }
 
+// ResolveCached is Resolve for a caller that must not wait (an event
+// loop): decided false means the answer needs the store (a session not
+// cached or due for a refresh, a default session to renew), and the
+// caller should call Resolve where it may block. A decided answer is the
+// one Resolve would give, with its error.
+func (m *Manager) ResolveCached(id, defaultID string) (s store.Session, decided bool, err error) {
+	var e *entry
+	viaDefault := id == ""
+	if viaDefault {
+		if m.mode != ModeAuto || defaultID == "" {
+			return store.Session{}, true, ErrMissing
+		}
+		_, e = m.lookupDefault(defaultID)
+	} else {
+		e = m.lookup(id)
+	}
+	if e == nil {
+		return store.Session{}, false, nil
+	}
+	now := time.Now()
+	snap := e.snap.Load()
+	if !m.usable(e, snap, now.UnixNano()) || snap.err != nil && viaDefault {
+		return store.Session{}, false, nil
+	}
+	s, err = answer(snap, now)
+	return s, true, err
+}
+
 // resolveID is Resolve for an explicit id.
 func (m *Manager) resolveID(ctx context.Context, id string) (store.Session, error) {
 	if e := m.lookup(id); e != nil {

@@ -910,3 +910,41 @@ func TestAutoCreateRaceReadsTheStoredSession(t *testing.T) {
 		t.Fatalf("Resolve = %+v, %v; want the session the other instance created", s, err)
 	}
 }
+
+// ResolveCached answers what Resolve would from the cache only, and says
+// when the store is needed instead.
+func TestResolveCached(t *testing.T) {
+	ctx := t.Context()
+	st := memstore.New()
+	m := newManager(t, st, session.Config{Kind: "http", TTL: time.Hour, CacheTTL: time.Minute})
+	if _, decided, _ := m.ResolveCached("", "client-1"); decided {
+		t.Fatal("a client's first default session was decided without the store")
+	}
+	want, err := m.Resolve(ctx, "", "client-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, decided, err := m.ResolveCached("", "client-1")
+	if !decided || err != nil || s.ID != want.ID {
+		t.Fatalf("cached default session: %+v decided=%v err=%v, want %s", s, decided, err, want.ID)
+	}
+	if _, decided, _ := m.ResolveCached("nope", ""); decided {
+		t.Fatal("an unknown id was decided without the store")
+	}
+	if _, err := m.Open(ctx, "gone", 0, "http", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Close(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Resolve(ctx, "gone", ""); !errors.Is(err, session.ErrEnded) {
+		t.Fatalf("Resolve(gone): %v", err)
+	}
+	if _, decided, err := m.ResolveCached("gone", ""); decided && !errors.Is(err, session.ErrEnded) {
+		t.Fatalf("cached closed session: decided with %v, want ErrEnded", err)
+	}
+	strict := newManager(t, st, session.Config{Mode: session.ModeStrict})
+	if _, decided, err := strict.ResolveCached("", "client-1"); !decided || !errors.Is(err, session.ErrMissing) {
+		t.Fatalf("strict without an id: decided=%v err=%v, want ErrMissing", decided, err)
+	}
+}

@@ -241,6 +241,30 @@ type replayBody struct {
 	io.Closer
 }
 
+// Peek reports, without reading the store, whether ServeStub could
+// answer for the session: known false when the session's stubs (or the
+// global ones) are not cached fresh, else some true when there are stubs
+// to match. An event loop serves a request itself only when the answer
+// is known and none.
+func (e *Engine) Peek(sessionID string) (known, some bool) {
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, id := range [2]string{store.GlobalSession, sessionID} {
+		ent := e.cache[id]
+		if ent == nil || ent.set == nil || ent.loading == nil && now.Sub(ent.loadedAt) >= e.ttl() {
+			return false, false
+		}
+		if len(ent.set.list()) > 0 {
+			return true, true
+		}
+		if sessionID == store.GlobalSession {
+			break
+		}
+	}
+	return true, false
+}
+
 // sets returns the session's and the global stubs.
 func (e *Engine) sets(ctx context.Context, sessionID string) (own, global *stubSet, err error) {
 	global, err = e.get(ctx, store.GlobalSession)

@@ -499,3 +499,29 @@ func TestServeStub(t *testing.T) {
 		}
 	})
 }
+
+// Peek knows only what the cache holds: nothing before a lookup, then
+// whether the session (or the global set) has stubs, until the TTL.
+func TestEnginePeek(t *testing.T) {
+	e, st, clk := newEngine(t)
+	if known, _ := e.Peek("s"); known {
+		t.Fatal("known before any lookup")
+	}
+	matched(t, e, "s", "/")
+	if known, some := e.Peek("s"); !known || some {
+		t.Fatalf("after a lookup with no stubs: known=%v some=%v", known, some)
+	}
+	put(t, st, mk("*", "g", 10, 0, ""))
+	clk.Add(time.Second)
+	if known, _ := e.Peek("s"); known {
+		t.Fatal("known after the TTL")
+	}
+	matched(t, e, "s", "/")
+	if known, some := e.Peek("s"); !known || !some {
+		t.Fatalf("with a global stub: known=%v some=%v", known, some)
+	}
+	// The global stubs apply to every session: known for any.
+	if known, some := e.Peek("other"); !known || !some {
+		t.Fatalf("another session, with a global stub: known=%v some=%v", known, some)
+	}
+}
