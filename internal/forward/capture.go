@@ -139,18 +139,24 @@ func (p *Proxy) finishCapture(x *exchange, w *responseWriter, r *http.Request) {
 			x.errText = msg
 		}
 	}
+	// The response header map itself, not a copy: nothing writes to it
+	// once the exchange is over.
+	p.Capture.Publish(newItem(p, x, r, w.status(), w.Header(), end))
+}
+
+// newItem builds the traffic item of a finished exchange (ServeHTTP's and
+// the loop server's).
+func newItem(p *Proxy, x *exchange, r *http.Request, status int, respHeader http.Header, end time.Time) *capture.Item {
 	it := &capture.Item{
-		SessionID:      x.session,
-		Timestamp:      p.stamper.Stamp(x.session, x.start),
-		ID:             capture.NewID(),
-		Kind:           capture.KindHTTP,
-		Method:         r.Method,
-		Path:           r.RequestURI,
-		Status:         w.status(),
-		RequestHeaders: r.Header,
-		// The response header map itself, not a copy: nothing writes to
-		// it once the exchange is over.
-		ResponseHeaders: w.Header(),
+		SessionID:       x.session,
+		Timestamp:       p.stamper.Stamp(x.session, x.start),
+		ID:              capture.NewID(),
+		Kind:            capture.KindHTTP,
+		Method:          r.Method,
+		Path:            r.RequestURI,
+		Status:          status,
+		RequestHeaders:  r.Header,
+		ResponseHeaders: respHeader,
 		RequestBody:     x.req.body(),
 		ResponseBody:    x.resp.body(),
 		Stubbed:         x.stubbed,
@@ -160,7 +166,7 @@ func (p *Proxy) finishCapture(x *exchange, w *responseWriter, r *http.Request) {
 	if it.Path == "" {
 		it.Path = r.URL.RequestURI()
 	}
-	p.Capture.Publish(it)
+	return it
 }
 
 // exchangeOf returns the capture state behind rw, if any.

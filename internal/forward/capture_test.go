@@ -44,7 +44,7 @@ func (c collector) none(t *testing.T) {
 }
 
 func TestCapture(t *testing.T) {
-	for _, path := range []string{"fast", "reverseproxy"} {
+	for _, path := range paths() {
 		t.Run(path, func(t *testing.T) {
 			for name, fn := range map[string]func(*testing.T){
 				"Exchange":            testCaptureExchange,

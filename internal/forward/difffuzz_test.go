@@ -62,19 +62,41 @@ func FuzzFastSameAsReverseProxy(f *testing.F) {
 	// The fast path once more, served by net/http's server instead of h1:
 	// how the proxy's writes reach the client must not depend on which.
 	fastStd := serveStd(f, &forward.Proxy{Target: target, Transport: transport.NewSync(opts), Log: zerolog.Nop(), ClientSendTimeout: time.Minute})
+	// And the loop server, which writes the response itself: it must
+	// give the client, and the traffic item, what the fast path on h1
+	// gives.
+	var loopItems itemLog
+	loop := serveLoop(f, &forward.Proxy{Target: target, Transport: transport.NewSync(opts), Log: zerolog.Nop(),
+		ClientSendTimeout: time.Minute, Capture: &loopItems}).Listener.Addr().String()
+	// Without capture the loop writes the head from the upstream's map
+	// without building one of its own: the same again.
+	loopBare := serveLoop(f, &forward.Proxy{Target: target, Transport: transport.NewSync(opts), Log: zerolog.Nop(),
+		ClientSendTimeout: time.Minute}).Listener.Addr().String()
 	f.Fuzz(func(t *testing.T, resp []byte) {
 		up.answer.Store(&resp)
-		var got, want, std string
+		var got, want, std, looped, bare string
 		var wg sync.WaitGroup
 		wg.Go(func() { got = through(fast) })
 		wg.Go(func() { want = through(ref) })
 		wg.Go(func() { std = through(fastStd) })
+		wg.Go(func() { looped = through(loop) })
+		wg.Go(func() { bare = through(loopBare) })
 		wg.Wait()
 		if got != want {
 			t.Errorf("upstream answer %q\n=== through httputil.ReverseProxy:\n%s=== through the fast path:\n%s", resp, want, got)
 		}
-		if gi, wi := items[0].take(), items[1].take(); gi != wi {
+		if looped != got {
+			t.Errorf("upstream answer %q\n=== through the fast path on h1:\n%s=== through the loop server:\n%s", resp, got, looped)
+		}
+		if bare != got {
+			t.Errorf("upstream answer %q\n=== through the fast path on h1:\n%s=== through the loop server without capture:\n%s", resp, got, bare)
+		}
+		gi, wi, li := items[0].take(), items[1].take(), loopItems.take()
+		if gi != wi {
 			t.Errorf("upstream answer %q\n=== traffic item through httputil.ReverseProxy:\n%s\n=== through the fast path:\n%s", resp, wi, gi)
+		}
+		if li != gi {
+			t.Errorf("upstream answer %q\n=== traffic item through the fast path on h1:\n%s\n=== through the loop server:\n%s", resp, gi, li)
 		}
 		if !bytes.Contains(bytes.ToLower(resp), []byte("content-type")) {
 			// net/http sniffs a Content-Type the upstream did not send;
@@ -322,7 +344,7 @@ func FuzzFastRequestSameAsReverseProxy(f *testing.F) {
 		mu   sync.Mutex
 		reqs []string
 	}
-	var upSeen [2]seen
+	var upSeen [3]seen
 	// busy counts the handlers running, the proxies' and the upstreams',
 	// so that an exchange still winding down (a cut body) is recorded in
 	// its own run, not the next.
@@ -357,10 +379,16 @@ func FuzzFastRequestSameAsReverseProxy(f *testing.F) {
 		return u
 	}
 	opts := transport.Options{ResponseHeaderTimeout: 2 * time.Second, DialTimeout: 2 * time.Second}
-	proxies := [2]string{}
-	var items [2]itemLog
-	for i, rt := range []http.RoundTripper{transport.NewSync(opts), transport.New(opts)} {
+	proxies := [3]string{}
+	var items [3]itemLog
+	for i, rt := range []http.RoundTripper{transport.NewSync(opts), transport.New(opts), transport.NewSync(opts)} {
 		p := &forward.Proxy{Target: upstream(i), Transport: rt, Log: zerolog.Nop(), ClientSendTimeout: time.Minute, Capture: &items[i]}
+		if i == 2 {
+			// The loop server: it runs the exchange itself, so only the
+			// upstream's handler is counted busy.
+			proxies[i] = serveLoop(f, p).Listener.Addr().String()
+			continue
+		}
 		counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			busy.Add(1)
 			defer busy.Add(-1)
@@ -380,7 +408,7 @@ func FuzzFastRequestSameAsReverseProxy(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		var answers [2]string
+		var answers [3]string
 		var wg sync.WaitGroup
 		for i := range proxies {
 			upSeen[i].mu.Lock()
@@ -409,12 +437,30 @@ func FuzzFastRequestSameAsReverseProxy(f *testing.F) {
 		// Every handler has ended (settle): its item is published. The
 		// last exchange of a connection net/http cancelled (above) ends
 		// with the upstream's answer or as "client went away", by timing.
-		gi, wi := items[0].all(), items[1].all()
-		if strings.Contains(gi, `error="client went away"`) || strings.Contains(wi, `error="client went away"`) {
-			gi, wi = dropLastItem(gi), dropLastItem(wi)
+		gi, wi, li := items[0].all(), items[1].all(), items[2].all()
+		if strings.Contains(gi, `error="client went away"`) || strings.Contains(wi, `error="client went away"`) ||
+			strings.Contains(li, `error="client went away"`) {
+			gi, wi, li = dropLastItem(gi), dropLastItem(wi), dropLastItem(li)
 		}
 		if gi != wi {
 			t.Errorf("client sent %q\n=== traffic items through httputil.ReverseProxy:\n%s=== through the fast path:\n%s", in, wi, gi)
+		}
+		// The loop server against the fast path on h1 (the same client
+		// of the upstream), for all three: the requests, the answers,
+		// the items.
+		loopReqs, fast := upSeen[2].reqs, upSeen[0].reqs
+		if answers[2] == answers[0] && max(len(fast), len(loopReqs)) == min(len(fast), len(loopReqs))+1 {
+			n := min(len(fast), len(loopReqs))
+			fast, loopReqs = fast[:n], loopReqs[:n]
+		}
+		if l, g := strings.Join(loopReqs, "---\n"), strings.Join(fast, "---\n"); l != g {
+			t.Errorf("client sent %q\n=== upstream got through the fast path on h1:\n%s=== through the loop server:\n%s", in, g, l)
+		}
+		if answers[2] != answers[0] {
+			t.Errorf("client sent %q\n=== client got through the fast path on h1:\n%s=== through the loop server:\n%s", in, answers[0], answers[2])
+		}
+		if li != gi {
+			t.Errorf("client sent %q\n=== traffic items through the fast path on h1:\n%s=== through the loop server:\n%s", in, gi, li)
 		}
 	})
 }

@@ -41,7 +41,7 @@ type fixture struct {
 // synchronous path (transport.Sync) and httputil.ReverseProxy over
 // http.Transport (what https, upgrades and streamed bodies use).
 func TestProxy(t *testing.T) {
-	for _, path := range []string{"fast", "reverseproxy"} {
+	for _, path := range paths() {
 		t.Run(path, func(t *testing.T) {
 			for name, fn := range map[string]func(*testing.T){
 				"ForwardsAndSetsForwardedHeaders":    testForwardsAndSetsForwardedHeaders,

@@ -24,7 +24,7 @@ import (
 // talks raw HTTP/1.1 over a real connection; the upstream records every
 // request and every byte that reaches it.
 func TestHostile(t *testing.T) {
-	for _, path := range []string{"fast", "reverseproxy"} {
+	for _, path := range paths() {
 		t.Run(path, func(t *testing.T) {
 			for name, fn := range map[string]func(*testing.T){
 				"SlowBody408":                 testSlowBody408,
@@ -91,13 +91,16 @@ type hostileFixture struct {
 
 // hostileProxy is newProxy in front of a recording upstream, with capture,
 // an observer and the given client body timeout.
-func hostileProxy(t *testing.T, bodyTimeout time.Duration, respond http.HandlerFunc) *hostileFixture {
+func hostileProxy(t *testing.T, bodyTimeout time.Duration, respond http.HandlerFunc, configure ...func(*forward.Proxy)) *hostileFixture {
 	t.Helper()
 	h := &hostileFixture{up: testutil.NewUpstream(t, respond), obs: &hostileObserver{}, c: make(collector, 16)}
 	h.fixture = newProxy(t, h.up.Server, session.ModeAuto, func(p *forward.Proxy) {
 		p.ClientBodyTimeout = bodyTimeout
 		p.Observer = h.obs
 		capturing(h.c, 0)(p)
+		for _, f := range configure {
+			f(p)
+		}
 	})
 	h.addr = h.srv.Listener.Addr().String()
 	return h
@@ -366,8 +369,7 @@ func testFramingConflictClosesConn(t *testing.T) {
 // does so under the deadline armed when the request arrived, so the
 // refusal goes out and the connection closes instead of waiting forever.
 func testSlowRefusedBodyIsBounded(t *testing.T) {
-	h := hostileProxy(t, 300*time.Millisecond, nil)
-	h.proxy.ProxyToken = "secret" // set before the first request
+	h := hostileProxy(t, 300*time.Millisecond, nil, func(p *forward.Proxy) { p.ProxyToken = "secret" })
 	c := testutil.DialRaw(t, h.addr)
 	_ = c.Send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
 	resp, body := c.Response(t)

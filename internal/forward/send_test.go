@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,7 +31,7 @@ import (
 // send buffer, so that a response of a few MiB fills what the kernel
 // buffers and the proxy's writes really wait for the client.
 func TestSlowReader(t *testing.T) {
-	for _, path := range []string{"fast", "reverseproxy"} {
+	for _, path := range paths() {
 		t.Run(path, func(t *testing.T) {
 			for name, fn := range map[string]func(*testing.T){
 				"StalledReaderClosed":         testStalledReaderClosed,
@@ -69,7 +70,16 @@ func sendProxy(t *testing.T, timeout time.Duration, respond http.HandlerFunc, co
 	if configure != nil {
 		configure(p)
 	}
-	srv := serveProxy(t, p, func(ln net.Listener) net.Listener { return smallSendBuffers{ln} })
+	srv := serveProxy(t, p, func(ln net.Listener) net.Listener {
+		// On the listening socket too, which accepted ones inherit: the
+		// loop server accepts on it itself.
+		if rc, err := ln.(*net.TCPListener).SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) {
+				_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 32<<10) //nolint:gosec // a descriptor fits
+			})
+		}
+		return smallSendBuffers{ln}
+	})
 	h.fixture = &fixture{proxy: p, srv: srv}
 	h.addr = srv.Listener.Addr().String()
 	return h

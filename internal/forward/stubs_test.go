@@ -29,7 +29,7 @@ func (f *fakeStubs) ServeStub(w http.ResponseWriter, r *http.Request, sessionID 
 }
 
 func TestStubsAnswerBeforeTheUpstream(t *testing.T) {
-	for _, path := range []string{"fast", "reverseproxy"} {
+	for _, path := range paths() {
 		t.Run(path, func(t *testing.T) {
 			c := make(collector, 8)
 			stubs := &fakeStubs{}
