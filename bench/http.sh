@@ -3,14 +3,16 @@
 # machine, loopback only. Each round runs wrk against:
 #   direct   nginx serving a 1 KB static file
 #   nginx    nginx as a keep-alive reverse proxy in front of it
-#   proxyctl proxyctl forward http in front of it (Go's default GOMAXPROCS)
-#   pxc-1    the same with GOMAXPROCS=1: one core, like the nginx worker
-#            (worker_processes 1) it is compared with
+#   proxyctl proxyctl forward http in front of it (its defaults: one event
+#            loop, docs/architecture.md "Event loops")
+#   pxc-h1   the same with --event-loops 0: h1 alone, a goroutine per
+#            connection (the server before the loops), for comparison
 # and prints req/s, p99 and the ratios to nginx for the round (the machine
 # is noisy: compare the ratios of one round, not absolute numbers).
 #
 # Needs the Debian packages nginx and wrk (bench/setup.sh installs them).
 # Environment: ROUNDS (3), DURATION (5s), CONNS (32), THREADS (1),
+# COMPARE_ARGS (the second proxyctl's extra flags, default "--event-loops 0"),
 # PROXYCTL_ARGS (flags for proxyctl; default "--store memory --capture=false",
 # the proxy alone, as this benchmark measured before capture existed: see
 # bench/record.sh and bench/store.sh for what capture and the stores cost).
@@ -25,6 +27,7 @@ PROXYCTL_ARGS=${PROXYCTL_ARGS:---store memory --capture=false}
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 UP=$(free_port); NGX=$(free_port); PXC=$(free_port); PX1=$(free_port)
+COMPARE_ARGS=${COMPARE_ARGS:---event-loops 0}
 
 static_nginx "$UP" "$NGX"
 
@@ -34,11 +37,11 @@ static_nginx "$UP" "$NGX"
 	--admin-listen off --log-level warn $PROXYCTL_ARGS 2>"$work/logs/proxyctl.log" &
 pids+=($!)
 # shellcheck disable=SC2086
-GOMAXPROCS=1 "$work/proxyctl" forward http --target "http://127.0.0.1:$UP" --listen "127.0.0.1:$PX1" \
-	--admin-listen off --log-level warn $PROXYCTL_ARGS 2>"$work/logs/proxyctl-1.log" &
+"$work/proxyctl" forward http --target "http://127.0.0.1:$UP" --listen "127.0.0.1:$PX1" \
+	--admin-listen off --log-level warn $PROXYCTL_ARGS $COMPARE_ARGS 2>"$work/logs/proxyctl-1.log" &
 pids+=($!)
 
-wait_http $UP $NGX $PXC $PX1
+wait_http "$UP" "$NGX" "$PXC" "$PX1"
 
 # run_wrk PORT -> "reqs p99_ms non2xx"
 run_wrk() {
@@ -53,7 +56,7 @@ run_wrk() {
 
 echo "# wrk -t$THREADS -c$CONNS -d$DURATION, 1 KB static file, $(nproc) cores, $(date -u +%FT%TZ)"
 printf '%-5s %9s %9s %9s %9s | %6s %6s | %8s %8s %8s %8s | %6s %6s\n' \
-	round direct nginx proxyctl pxc-1 ratio ratio1 d_p99 n_p99 p_p99 p1_p99 p99x p99x1
+	round direct nginx proxyctl pxc-h1 ratio ratioh d_p99 n_p99 p_p99 ph_p99 p99x p99xh
 ratios=(); ratios1=(); p99s=(); p99s1=()
 for r in $(seq "$ROUNDS"); do
 	read -r d_rps d_p99 d_bad < <(run_wrk "$UP")
@@ -73,5 +76,5 @@ for r in $(seq "$ROUNDS"); do
 		"$r" "$d_rps" "$n_rps" "$p_rps" "$q_rps" "$ratio" "$ratio1" "$d_p99" "$n_p99" "$p_p99" "$q_p99" "$p99x" "$p99x1"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "median throughput vs nginx: proxyctl $(median "${ratios[@]}")x, proxyctl GOMAXPROCS=1 $(median "${ratios1[@]}")x"
-echo "median p99 vs nginx:        proxyctl $(median "${p99s[@]}")x, proxyctl GOMAXPROCS=1 $(median "${p99s1[@]}")x"
+echo "median throughput vs nginx: proxyctl $(median "${ratios[@]}")x, proxyctl $COMPARE_ARGS $(median "${ratios1[@]}")x"
+echo "median p99 vs nginx:        proxyctl $(median "${p99s[@]}")x, proxyctl $COMPARE_ARGS $(median "${p99s1[@]}")x"

@@ -35,7 +35,7 @@ store_arg() { if [[ "$STORE" == bolt ]]; then echo "bolt:$work/$1.db"; else echo
 rec_pid=$!
 pids+=("$rec_pid")
 
-wait_http $UP $FWD $REC
+wait_http "$UP" "$FWD" "$REC"
 
 # run_wrk PORT DURATION -> "reqs/s requests non2xx"
 run_wrk() {

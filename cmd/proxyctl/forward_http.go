@@ -47,6 +47,8 @@ type forwardHTTPOptions struct {
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
 	MaxHeaderBytes    int
+	// EventLoops is the number of event loops (0: h1 alone).
+	EventLoops int
 
 	Capture captureOptions
 	// Backend answers instead of an upstream (replay's tape).
@@ -73,6 +75,7 @@ type httpFlags struct {
 	UpstreamTimeout, DialTimeout                          time.Duration
 	ReadHeaderTimeout, IdleTimeout, ShutdownTimeout       time.Duration
 	ClientBodyTimeout, ClientSendTimeout                  time.Duration
+	EventLoops                                            int
 	limits                                                limitFlags
 	capture                                               captureFlags
 	recording                                             bool // record http: --tape
@@ -122,6 +125,7 @@ func newHTTPProxyCmd(f *factory, runF func(context.Context, *factory, *forwardHT
 	fs.Var(&fl.MaxHeaderSize, "max-header-size", "refuse request lines plus headers larger than this with 431, e.g. 64KiB")
 	fs.DurationVar(&fl.IdleTimeout, "idle-timeout", 2*time.Minute, "close idle client keep-alive connections after this long")
 	fs.DurationVar(&fl.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
+	fs.IntVar(&fl.EventLoops, "event-loops", 1, "event loops serving plain keep-alive requests (0: a goroutine per connection, as net/http)")
 	fl.limits.register(fs)
 	fl.capture.register(fs, fl.recording)
 	return cmd
@@ -175,6 +179,10 @@ func (fl *httpFlags) options(f *factory) (*forwardHTTPOptions, error) {
 	if fl.ClientSendTimeout < 0 {
 		return nil, config.Usagef("client-send-timeout", "--client-send-timeout must not be negative (0: no limit)")
 	}
+	if fl.EventLoops < 0 || fl.EventLoops > 64 {
+		return nil, config.Usagef("event-loops", "--event-loops must be between 0 and 64")
+	}
+	o.EventLoops = fl.EventLoops
 	if fl.MaxHeaderSize <= 0 {
 		return nil, config.Usagef("max-header-size", "--max-header-size must be positive")
 	}
@@ -264,8 +272,18 @@ func runForwardHTTP(ctx context.Context, f *factory, o *forwardHTTPOptions) erro
 
 	g, gctx := errgroup.WithContext(ctx)
 	rt.start(gctx, g)
+	var srvr server.Server = hs
+	if o.EventLoops > 0 && forward.LoopsSupported && p.Loopable() {
+		// The hot path on event loops; h1 (and net/http behind it) serve
+		// what they hand over (docs/architecture.md, "Event loops").
+		srvr = &forward.LoopServer{
+			Proxy: p, H1: hs, Loops: o.EventLoops,
+			ReadHeaderTimeout: o.ReadHeaderTimeout, IdleTimeout: o.IdleTimeout,
+			MaxHeaderBytes: o.MaxHeaderBytes, Upstream: o.Transport,
+		}
+	}
 	g.Go(func() error {
-		if err := server.Run(gctx, hs, ln, o.ShutdownTimeout); err != nil {
+		if err := server.Run(gctx, srvr, ln, o.ShutdownTimeout); err != nil {
 			return fmt.Errorf("proxy: %w", err)
 		}
 		return nil
