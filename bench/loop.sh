@@ -2,7 +2,7 @@
 # Where forward http's latency tail comes from (issue 2's p99 target). Each
 # round runs wrk against, in turn:
 #   nginx       nginx as a keep-alive reverse proxy (as bench/http.sh)
-#   proxyctl    proxyctl forward http (--capture=false, memory store)
+#   proxyctl    proxyctl forward http (--capture=false, memory store; its default: one event loop)
 #   epoll       bench/looptwin -model epoll: a bare relay, one thread, one epoll set
 #   gor-2P      bench/looptwin -model goroutine: the same relay, a goroutine per connection
 #   gor-1P      the same with GOMAXPROCS=1
