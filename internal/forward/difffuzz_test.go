@@ -202,39 +202,21 @@ type rawUpstream struct {
 }
 
 func newRawUpstream(tb testing.TB) *rawUpstream {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	u := &rawUpstream{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	tb.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
+	u := &rawUpstream{}
+	u.addr = serveRaw(tb, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			wg.Go(func() {
-				defer func() { _ = c.Close() }()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				if b := u.answer.Load(); b != nil {
-					_, _ = c.Write(*b)
-				}
-			})
+			if line == "\r\n" {
+				break
+			}
+		}
+		if b := u.answer.Load(); b != nil {
+			_, _ = c.Write(*b)
 		}
 	})
 	return u

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,4 +122,31 @@ func startProxyN(t testing.TB, h http.Handler, wrap func(net.Listener) net.Liste
 		}
 	})
 	return &proxyServer{URL: "http://" + ln.Addr().String(), Listener: ln, Loop: ls, stop: srv.Shutdown, close: srv.Close}
+}
+
+// serveRaw accepts connections on 127.0.0.1 until the test ends, and runs
+// handle on each in a goroutine of its own, closing it after.
+func serveRaw(tb testing.TB, handle func(net.Conn)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	tb.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer func() { _ = c.Close() }()
+				handle(c)
+			})
+		}
+	})
+	return ln.Addr().String()
 }
