@@ -59,13 +59,15 @@ const (
 	// loopReadSize is how much one read takes from a socket.
 	loopReadSize = 32 << 10
 	// loopOutHigh is how much response a slow client may have pending
-	// before the loop stops reading the upstream (and loopOutLow where
-	// it starts again).
+	// before the loop stops reading the upstream; it reads again once
+	// all of it has gone out.
 	loopOutHigh = 256 << 10
-	loopOutLow  = 64 << 10
-	// loopInMax is how much a client may send ahead (pipelined requests)
-	// while its current exchange runs, before the loop stops reading it.
+	// loopInMax is how much of what a client sent the loop holds (a
+	// head, a body of up to transport.SyncBodyLimit, requests sent
+	// ahead) before it stops reading it.
 	loopInMax = 64 << 10
+	// The loop must be able to hold a whole body it serves.
+	_ = uint(loopInMax - transport.SyncBodyLimit)
 	// loopRespHeadMax bounds an upstream response head (as
 	// transport.New's MaxResponseHeaderBytes).
 	loopRespHeadMax = 1 << 20
@@ -686,8 +688,18 @@ func (l *loop) readClient(c *cconn, toEnd bool) {
 			return
 		}
 	}
+	if l.fill(c, toEnd) {
+		l.process(c)
+	}
+}
+
+// fill reads what the client sent into c.in (see readClient); false
+// when the connection failed and is closed.
+func (l *loop) fill(c *cconn, toEnd bool) bool {
 	for !c.eof {
-		if c.state != cIdle && c.state != cBody && len(c.in) >= loopInMax {
+		if len(c.in) >= loopInMax {
+			// Enough for any head and body the loop serves (both fit in
+			// it): the rest waits in the socket until this is used.
 			c.readMore = true
 			break
 		}
@@ -701,7 +713,7 @@ func (l *loop) readClient(c *cconn, toEnd bool) {
 				l.abort(c, "client went away")
 			}
 			l.closeClient(c)
-			return
+			return false
 		}
 		if got == readEOF {
 			c.eof = true
@@ -719,7 +731,18 @@ func (l *loop) readClient(c *cconn, toEnd bool) {
 			break
 		}
 	}
-	l.process(c)
+	return true
+}
+
+// more reads on when process needs more input and reading stopped while
+// the client was ahead (no edge comes for what is already there);
+// false: wait for the next edge (or the connection is gone).
+func (l *loop) more(c *cconn) bool {
+	if !c.readMore {
+		return false
+	}
+	c.readMore = false
+	return l.fill(c, true) && c.state != cGone
 }
 
 // What a read of a non-blocking socket found.
@@ -765,7 +788,7 @@ func (l *loop) process(c *cconn) {
 			return
 		}
 		if c.state == cBody {
-			if !l.bodyArrived(c) {
+			if !l.bodyArrived(c) && !l.more(c) {
 				return
 			}
 			continue
@@ -777,15 +800,17 @@ func (l *loop) process(c *cconn) {
 				i++
 			}
 			if i == len(c.in) && i < 4 && !c.eof {
+				if l.more(c) {
+					continue
+				}
 				return
 			}
 			c.in = c.in[i:]
 			c.lastPost = false
 		}
 		if len(c.in) == 0 {
-			if c.readMore {
-				c.readMore = false
-				l.readClient(c, true)
+			if l.more(c) {
+				continue
 			}
 			return
 		}
@@ -798,6 +823,10 @@ func (l *loop) process(c *cconn) {
 			if c.eof {
 				// Half a head, then nothing: as h1, no answer.
 				l.closeClient(c)
+				return
+			}
+			if l.more(c) {
+				continue
 			}
 			return
 		}

@@ -466,3 +466,42 @@ func rawFixedUpstream(b *testing.B) string {
 		}
 	})
 }
+
+// Requests sent ahead beyond what the loop holds (64 KiB): the loop
+// stops reading, and reads on when it needs the rest, though no new
+// data (no new edge) comes.
+func TestLoopPipelinedBeyondItsBuffer(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %d", r.URL.Path, len(body))
+	}))
+	defer up.Close()
+	srv := loopProxy(t, up, func(p *forward.Proxy) { p.Sessions = nil })
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	const n, size = 5, 40 << 10
+	body := strings.Repeat("p", size)
+	var all strings.Builder
+	for i := range n {
+		fmt.Fprintf(&all, "POST /p%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", i, size, body)
+	}
+	go func() { _, _ = io.WriteString(c, all.String()) }()
+	br := bufio.NewReader(c)
+	for i := range n {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if want := fmt.Sprintf("/p%d %d", i, size); string(b) != want {
+			t.Fatalf("response %d: %q, want %q", i, b, want)
+		}
+	}
+	if st := srv.Loop.Stats(); st.Served != n {
+		t.Fatalf("stats %+v, want %d served", st, n)
+	}
+}
