@@ -859,6 +859,9 @@ func (l *loop) request(c *cconn, end int) {
 		l.handOff(c)
 		return
 	}
+	// The body is taken from c.in, never read through r (whose reader was
+	// the head's).
+	r.Body = http.NoBody
 	l.s.st.served.Add(1)
 	c.first = false
 	c.lastPost = r.Method == http.MethodPost
