@@ -636,12 +636,14 @@ type cconn struct {
 	lastPost  bool
 	readMore  bool // reading stopped while ahead; read when idle again
 	busy      bool // process is running for it
-	last      time.Time
-	headStart time.Time
-	buf       []byte    // the backing array of in, kept for the next request
-	blocked   time.Time // since when a write has waited for the client (zero: none waits)
-	outArmed  bool      // EPOLLOUT is asked for
-	ex        *lexchange
+	// flushFirst: a request to hand on waits for the output before it.
+	flushFirst bool
+	last       time.Time
+	headStart  time.Time
+	buf        []byte    // the backing array of in, kept for the next request
+	blocked    time.Time // since when a write has waited for the client (zero: none waits)
+	outArmed   bool      // EPOLLOUT is asked for
+	ex         *lexchange
 }
 
 func (c *cconn) pending() int { return len(c.out) - c.outOff }
@@ -781,6 +783,9 @@ func (l *loop) process(c *cconn) {
 	c.busy = true
 	defer func() { c.busy = false }()
 	for c.state == cIdle || c.state == cBody {
+		if c.flushFirst {
+			return // flush takes it from here
+		}
 		if c.state == cIdle && (c.closeNext || len(c.in) == 0 && (c.eof || l.stopping)) {
 			// No further request: the connection ends once the last
 			// response is out.
@@ -980,6 +985,11 @@ func (l *loop) flush(c *cconn) {
 	}
 	if c.state == cIdle && c.closeNext && c.ex == nil {
 		l.endClient(c)
+		return
+	}
+	if c.flushFirst && c.state == cIdle {
+		c.flushFirst = false
+		l.process(c)
 	}
 }
 
@@ -1024,6 +1034,13 @@ func (l *loop) closeClient(c *cconn) {
 // socket leaves the epoll set, a duplicate of it goes to a goroutine
 // that runs H1.ServeOne, and the loop takes it back when that is done.
 func (l *loop) handOff(c *cconn) {
+	if c.pending() > 0 {
+		// A response the loop wrote is still going out: h1 must not
+		// write before its end. The request waits (process stops) and
+		// is taken again once the output is out.
+		c.flushFirst = true
+		return
+	}
 	c.state = cAway
 	l.unwatch(c.fd)
 	nc, err := dupConn(c.fd)

@@ -505,3 +505,66 @@ func TestLoopPipelinedBeyondItsBuffer(t *testing.T) {
 		t.Fatalf("stats %+v, want %d served", st, n)
 	}
 }
+
+// A request the loop hands to h1 while its own response before it is
+// still going out (a slow client, requests sent ahead) waits for that
+// output: the client gets both responses whole and in order.
+func TestLoopHandOffWaitsForOutput(t *testing.T) {
+	// Less than the loop holds back for a slow client (256 KiB), so the
+	// exchange ends with most of it still to go out.
+	big := strings.Repeat("B", 200<<10)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			_, _ = io.WriteString(w, big)
+			return
+		}
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "upload %d", n)
+	}))
+	defer up.Close()
+	srv := loopProxy(t, up, func(p *forward.Proxy) { p.Sessions = nil })
+	// Small socket buffers both ways (the proxy's accepted sockets take
+	// the listener's): the sockets take little of /big.
+	if rc, err := srv.Listener.(*net.TCPListener).SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 16<<10) //nolint:gosec // a descriptor fits
+		})
+	}
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) //nolint:gosec // a descriptor fits
+		})
+	}}
+	c, err := d.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	upload := strings.Repeat("u", transport.SyncBodyLimit+1) // h1's
+	go func() {
+		_, _ = fmt.Fprintf(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\nPOST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s",
+			len(upload), upload)
+	}()
+	time.Sleep(300 * time.Millisecond) // the loop's output for /big fills the socket
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if len(b) != len(big) {
+		t.Fatalf("/big: %d bytes, want %d", len(b), len(big))
+	}
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	if want := fmt.Sprintf("upload %d", len(upload)); string(b) != want {
+		t.Fatalf("second response %q, want %q", b, want)
+	}
+	if st := srv.Loop.Stats(); st.Served != 1 || st.Handed != 1 {
+		t.Fatalf("stats %+v, want the GET served and the upload handed", st)
+	}
+}
