@@ -93,6 +93,7 @@ func runDemo(ctx context.Context, f *factory, o *demoOptions) error {
 		MaxHeaderBytes:    defaultMaxHeaderSize,
 		IdleTimeout:       time.Minute,
 		ShutdownTimeout:   2 * time.Second,
+		EventLoops:        defaultEventLoops, // as forward http
 		Ready:             func(p, a string) { ready <- [2]string{p, a} },
 	}
 	g.Go(func() error { return runForwardHTTP(gctx, f, opts) })

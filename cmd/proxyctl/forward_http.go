@@ -65,6 +65,7 @@ const (
 	defaultClientBodyTimeout = 60 * time.Second
 	defaultClientSendTimeout = 60 * time.Second
 	defaultMaxHeaderSize     = 1 << 20
+	defaultEventLoops        = 1
 )
 
 // httpFlags are the raw flag values of `forward http`.
@@ -125,7 +126,7 @@ func newHTTPProxyCmd(f *factory, runF func(context.Context, *factory, *forwardHT
 	fs.Var(&fl.MaxHeaderSize, "max-header-size", "refuse request lines plus headers larger than this with 431, e.g. 64KiB")
 	fs.DurationVar(&fl.IdleTimeout, "idle-timeout", 2*time.Minute, "close idle client keep-alive connections after this long")
 	fs.DurationVar(&fl.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
-	fs.IntVar(&fl.EventLoops, "event-loops", 1, "event loops serving plain keep-alive requests (0: a goroutine per connection, as net/http)")
+	fs.IntVar(&fl.EventLoops, "event-loops", defaultEventLoops, "event loops serving plain keep-alive requests (0: a goroutine per connection, as net/http)")
 	fl.limits.register(fs)
 	fl.capture.register(fs, fl.recording)
 	return cmd
