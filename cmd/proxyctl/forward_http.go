@@ -277,11 +277,17 @@ func runForwardHTTP(ctx context.Context, f *factory, o *forwardHTTPOptions) erro
 	if o.EventLoops > 0 && forward.LoopsSupported && p.Loopable() {
 		// The hot path on event loops; h1 (and net/http behind it) serve
 		// what they hand over (docs/architecture.md, "Event loops").
-		srvr = &forward.LoopServer{
+		ls := &forward.LoopServer{
 			Proxy: p, H1: hs, Loops: o.EventLoops,
 			ReadHeaderTimeout: o.ReadHeaderTimeout, IdleTimeout: o.IdleTimeout,
 			MaxHeaderBytes: o.MaxHeaderBytes, Upstream: o.Transport,
 		}
+		const help = "Requests the event loops served themselves (path=loop) or lent to h1 (path=handed: not yet decidable from caches, or not the loop's kind)."
+		rt.Metrics.CounterFunc("proxyctl_loop_requests_total", help, map[string]string{"path": "loop"},
+			func() float64 { return float64(ls.Stats().Served) })
+		rt.Metrics.CounterFunc("proxyctl_loop_requests_total", help, map[string]string{"path": "handed"},
+			func() float64 { return float64(ls.Stats().Handed) })
+		srvr = ls
 	}
 	g.Go(func() error {
 		if err := server.Run(gctx, srvr, ln, o.ShutdownTimeout); err != nil {
