@@ -207,6 +207,7 @@ type loop struct {
 
 	mu    sync.Mutex
 	inbox []loopMsg
+	dead  bool // the loop has ended and freed its descriptors
 
 	// Exchanges end inside an event's handling, where stack frames may
 	// still hold them: they are retired there, and free for new ones
@@ -271,6 +272,15 @@ func newLoop(s *LoopServer, lfd int, addr net.Addr) (*loop, error) {
 }
 
 func (l *loop) free() {
+	l.mu.Lock()
+	l.dead = true // post writes to efd no more: its number may be reused
+	for _, m := range l.inbox {
+		if m.dial != nil && m.dialFD >= 0 {
+			_ = unix.Close(m.dialFD)
+		}
+	}
+	l.inbox = nil
+	l.mu.Unlock()
 	_ = unix.Close(l.ep)
 	_ = unix.Close(l.efd)
 }
@@ -325,8 +335,15 @@ func (l *loop) unwatch(fd int) {
 // post queues m for the loop and wakes it.
 func (l *loop) post(m loopMsg) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dead {
+		// The loop has ended (Close): a dial's socket would leak.
+		if m.dial != nil && m.dialFD >= 0 {
+			_ = unix.Close(m.dialFD)
+		}
+		return
+	}
 	l.inbox = append(l.inbox, m)
-	l.mu.Unlock()
 	var one [8]byte
 	one[0] = 1 // little-endian 1; eventfd counts
 	_, _ = unix.Write(l.efd, one[:])
