@@ -40,6 +40,19 @@ type loopState struct {
 	done    chan struct{} // closed when every loop has ended
 	served  atomic.Uint64
 	handed  atomic.Uint64
+	// unwatched counts the loops that took the listener out of their
+	// sets; the last closes it.
+	unwatched atomic.Int32
+}
+
+// unlisten is a loop's part in closing the listener.
+func (s *LoopServer) unlisten() {
+	s.st.mu.Lock()
+	ln, n := s.st.ln, len(s.st.loops)
+	s.st.mu.Unlock()
+	if ln != nil && int(s.st.unwatched.Add(1)) == n {
+		_ = ln.Close()
+	}
 }
 
 // LoopStats counts the requests of a loop server.
@@ -160,14 +173,12 @@ func (s *LoopServer) stop(now bool) chan struct{} {
 	s.st.mu.Lock()
 	defer s.st.mu.Unlock()
 	s.st.closing.Store(true)
+	// Each loop takes the listener out of its epoll set on the message;
+	// the last one closes it (unlisten), which refuses new connections.
+	// Closed earlier, its descriptor number could be reused by a socket
+	// a loop then watches, and taken out of the set in its place.
 	for _, l := range s.st.loops {
 		l.post(loopMsg{stop: true, now: now})
-	}
-	if s.st.ln != nil {
-		// The loops have taken the descriptor out of their sets first
-		// (they stop accepting on the message); closing it here is
-		// what ends new connections at the kernel.
-		defer func() { _ = s.st.ln.Close() }()
 	}
 	return s.st.done
 }
@@ -482,10 +493,7 @@ func (l *loop) drainInbox() {
 // stop stops accepting; now: closes everything, else only what is idle
 // (the rest closes when its exchange ends).
 func (l *loop) stop(now bool) {
-	if !l.stopping {
-		l.stopping = true
-		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, l.lfd, nil)
-	}
+	l.stopAccepting()
 	if now {
 		l.closeAll()
 		return
@@ -498,7 +506,20 @@ func (l *loop) stop(now bool) {
 	l.closeIdleUpstreams()
 }
 
+// stopAccepting takes the listener out of the loop's set, once.
+func (l *loop) stopAccepting() {
+	if l.stopping {
+		return
+	}
+	l.stopping = true
+	if l.acceptPaused.IsZero() { // else it is out of the set already
+		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, l.lfd, nil)
+	}
+	l.s.unlisten()
+}
+
 func (l *loop) closeAll() {
+	l.stopAccepting()
 	// Connections lent to H1: their requests end with H1.Close, which
 	// closes its duplicates; the loop's own descriptors go now.
 	for c := range l.lent {
@@ -519,7 +540,6 @@ func (l *loop) closeAll() {
 			l.closeUp(x)
 		}
 	}
-	l.stopping = true
 }
 
 func (l *loop) closeIdleUpstreams() {
