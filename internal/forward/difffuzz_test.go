@@ -400,29 +400,38 @@ func FuzzFastRequestSameAsReverseProxy(f *testing.F) {
 		}
 		wg.Wait()
 		settle()
-		fastReqs, refReqs := upSeen[0].reqs, upSeen[1].reqs
-		if answers[0] == answers[1] && max(len(fastReqs), len(refReqs)) == min(len(fastReqs), len(refReqs))+1 {
-			// A connection net/http serves (h1 hands it HTTP/1.0, say)
-			// cancels the request in flight when the client half-closes:
-			// whether that last request, unanswered on both sides, got to
-			// the upstream first is timing.
-			n := min(len(fastReqs), len(refReqs))
-			fastReqs, refReqs = fastReqs[:n], refReqs[:n]
+		// Every handler has ended (settle): its item is published. A
+		// connection net/http serves (h1 hands it HTTP/1.0, an empty
+		// Host...) cancels the request in flight when the client
+		// half-closes: whether that last request got to the upstream,
+		// and so what it was answered (the upstream's response, or
+		// net/http's empty one after the handler gave up), is timing.
+		// Its item says "client went away" on the side that lost the
+		// race; then the last exchange is left out everywhere.
+		gi, wi, li := items[0].all(), items[1].all(), items[2].all()
+		reqs := [3][]string{upSeen[0].reqs, upSeen[1].reqs, upSeen[2].reqs}
+		const gone = `error="client went away"`
+		if strings.Contains(gi, gone) || strings.Contains(wi, gone) || strings.Contains(li, gone) {
+			gi, wi, li = dropLastItem(gi), dropLastItem(wi), dropLastItem(li)
+			n := min(len(reqs[0]), len(reqs[1]), len(reqs[2]))
+			for i := range reqs {
+				if len(reqs[i]) > n {
+					reqs[i] = reqs[i][:n]
+				}
+				answers[i] = dropLastAnswer(answers[i])
+			}
 		}
-		got, want := strings.Join(fastReqs, "---\n"), strings.Join(refReqs, "---\n")
-		if got != want {
+		// A cut request body: ReverseProxy sends the head upstream
+		// before it meets the cut, the fast path sends nothing; both
+		// answer the client the same. The request the upstream saw
+		// last on one side only is left out then.
+		fastR, refR := trimPair(reqs[0], reqs[1], answers[0] == answers[1])
+		fastL, loopR := trimPair(reqs[0], reqs[2], answers[0] == answers[2])
+		if got, want := strings.Join(fastR, "---\n"), strings.Join(refR, "---\n"); got != want {
 			t.Errorf("client sent %q\n=== upstream got through httputil.ReverseProxy:\n%s=== through the fast path:\n%s", in, want, got)
 		}
 		if answers[0] != answers[1] {
 			t.Errorf("client sent %q\n=== client got through httputil.ReverseProxy:\n%s=== through the fast path:\n%s", in, answers[1], answers[0])
-		}
-		// Every handler has ended (settle): its item is published. The
-		// last exchange of a connection net/http cancelled (above) ends
-		// with the upstream's answer or as "client went away", by timing.
-		gi, wi, li := items[0].all(), items[1].all(), items[2].all()
-		if strings.Contains(gi, `error="client went away"`) || strings.Contains(wi, `error="client went away"`) ||
-			strings.Contains(li, `error="client went away"`) {
-			gi, wi, li = dropLastItem(gi), dropLastItem(wi), dropLastItem(li)
 		}
 		if gi != wi {
 			t.Errorf("client sent %q\n=== traffic items through httputil.ReverseProxy:\n%s=== through the fast path:\n%s", in, wi, gi)
@@ -430,12 +439,7 @@ func FuzzFastRequestSameAsReverseProxy(f *testing.F) {
 		// The loop server against the fast path on h1 (the same client
 		// of the upstream), for all three: the requests, the answers,
 		// the items.
-		loopReqs, fast := upSeen[2].reqs, upSeen[0].reqs
-		if answers[2] == answers[0] && max(len(fast), len(loopReqs)) == min(len(fast), len(loopReqs))+1 {
-			n := min(len(fast), len(loopReqs))
-			fast, loopReqs = fast[:n], loopReqs[:n]
-		}
-		if l, g := strings.Join(loopReqs, "---\n"), strings.Join(fast, "---\n"); l != g {
+		if l, g := strings.Join(loopR, "---\n"), strings.Join(fastL, "---\n"); l != g {
 			t.Errorf("client sent %q\n=== upstream got through the fast path on h1:\n%s=== through the loop server:\n%s", in, g, l)
 		}
 		if answers[2] != answers[0] {
@@ -445,6 +449,26 @@ func FuzzFastRequestSameAsReverseProxy(f *testing.F) {
 			t.Errorf("client sent %q\n=== traffic items through the fast path on h1:\n%s=== through the loop server:\n%s", in, gi, li)
 		}
 	})
+}
+
+// trimPair leaves out the last request of the longer of a and b when
+// they differ by that one and the client got the same answers (same).
+func trimPair(a, b []string, same bool) ([]string, []string) {
+	if same && max(len(a), len(b)) == min(len(a), len(b))+1 {
+		n := min(len(a), len(b))
+		return a[:n], b[:n]
+	}
+	return a, b
+}
+
+// dropLastAnswer removes the last response's line from a description by
+// sendRaw, keeping how the connection ended.
+func dropLastAnswer(s string) string {
+	lines := strings.SplitAfter(strings.TrimSuffix(s, "\n"), "\n")
+	if len(lines) < 2 {
+		return s
+	}
+	return strings.Join(lines[:len(lines)-2], "") + lines[len(lines)-1] + "\n"
 }
 
 // sendRaw writes in to the proxy at addr, half-closes, and returns the
