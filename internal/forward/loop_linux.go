@@ -917,8 +917,7 @@ func (l *loop) request(c *cconn, end int) {
 	// The limits are the last decision; past them the loop answers.
 	if p := l.p; p.Limiter != nil {
 		d := p.Limiter.Allow(p.keys(r, c.peer, sessionID))
-		ex.header = make(http.Header, 8)
-		d.SetHeaders(ex.header)
+		d.SetHeaders(ex.hdr())
 		if !d.Allowed {
 			if p.Observer != nil {
 				p.Observer.RateLimited(d.Tier)
@@ -1577,9 +1576,6 @@ func (l *loop) responseHead(c *cconn, resp *http.Response) {
 	if ex.x != nil {
 		ex.x.resp.sizeHint(h["Content-Length"])
 	}
-	if l.stopping {
-		c.closeNext = true
-	}
 	clen := int64(-1)
 	if vv := h["Content-Length"]; len(vv) > 0 {
 		if v, err := strconv.ParseInt(vv[0], 10, 64); err == nil && v >= 0 {
@@ -1607,6 +1603,17 @@ func (l *loop) responseHead(c *cconn, resp *http.Response) {
 	}
 	if direct && trailer != nil {
 		b = h1.AppendField(b, "Trailer", trailer)
+	}
+	l.endHead(c, b, clen)
+}
+
+// endHead ends the client's response head in b (status line and fields
+// written) with h1's framing for a declared length clen (-1: none), then
+// ends a response without a body or starts sending.
+func (l *loop) endHead(c *cconn, b []byte, clen int64) {
+	ex := c.ex
+	if l.stopping {
+		c.closeNext = true // shutting down: the last response
 	}
 	ex.chunkedOut, b = framingFields(b, ex, clen)
 	if c.closeNext {
@@ -1644,25 +1651,12 @@ func (l *loop) simpleHead(c *cconn, head []byte) bool {
 	default:
 		ex.framing = frameClose
 	}
-	if l.stopping {
-		c.closeNext = true
-	}
 	b := append(c.out, h1.StatusLine(ex.status)...)
 	if !sh.hasDate {
 		b = append(b, h1.DateField()...)
 	}
 	b = append(b, fields...)
-	ex.chunkedOut, b = framingFields(b, ex, sh.clen)
-	if c.closeNext {
-		b = append(b, "Connection: close\r\n"...)
-	}
-	c.out = append(b, "\r\n"...)
-	ex.headOut = true
-	if ex.framing == frameNone {
-		l.bodyDone(c, true)
-		return true
-	}
-	l.flush(c)
+	l.endHead(c, b, sh.clen)
 	return true
 }
 
@@ -1893,12 +1887,7 @@ func (l *loop) answer(c *cconn, status int, msg string, closeAfter bool) {
 	if closeAfter || l.stopping {
 		c.closeNext = true
 	}
-	body := make([]byte, 0, 48+len(msg))
-	body = append(body, `{"error":`...)
-	body = strconv.AppendQuote(body, msg)
-	body = append(body, `,"status":`...)
-	body = strconv.AppendInt(body, int64(status), 10)
-	body = append(body, "}\n"...)
+	body := appendErrorBody(make([]byte, 0, 48+len(msg)), status, msg)
 	b := append(c.out, h1.StatusLine(status)...)
 	b = append(b, h1.DateField()...)
 	for k, vv := range h {

@@ -66,6 +66,18 @@ func roundTrip(t *testing.T, c net.Conn, br *bufio.Reader, req string) (*http.Re
 	return resp, string(b)
 }
 
+// dialProxy connects to srv, with a 10 s deadline, until the test ends.
+func dialProxy(t *testing.T, srv *proxyServer) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
 // A keep-alive connection: its first request needs the session store (a
 // new client's default session) and goes to h1; the connection comes
 // back, and the loop serves the rest itself.
@@ -75,12 +87,7 @@ func TestLoopServesAfterHandOff(t *testing.T) {
 	}))
 	defer up.Close()
 	srv := loopProxy(t, up, nil)
-	c, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialProxy(t, srv)
 	br := bufio.NewReader(c)
 	for i := range 5 {
 		resp, body := roundTrip(t, c, br, fmt.Sprintf("GET /r%d HTTP/1.1\r\nHost: x\r\n\r\n", i))
@@ -102,12 +109,7 @@ func TestLoopPipelined(t *testing.T) {
 	}))
 	defer up.Close()
 	srv := loopProxy(t, up, func(p *forward.Proxy) { p.Sessions = nil })
-	c, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialProxy(t, srv)
 	var all strings.Builder
 	for i := range 20 {
 		if i%3 == 0 {
@@ -226,12 +228,7 @@ func TestLoopHandsOnWhatItDoesNotServe(t *testing.T) {
 	defer up.Close()
 	srv := loopProxy(t, up, func(p *forward.Proxy) { p.Sessions = nil })
 	dial := func() (net.Conn, *bufio.Reader) {
-		c, err := net.Dial("tcp", srv.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		c := dialProxy(t, srv)
 		return c, bufio.NewReader(c)
 	}
 	c, br := dial()
@@ -477,12 +474,7 @@ func TestLoopPipelinedBeyondItsBuffer(t *testing.T) {
 	}))
 	defer up.Close()
 	srv := loopProxy(t, up, func(p *forward.Proxy) { p.Sessions = nil })
-	c, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialProxy(t, srv)
 	const n, size = 5, 40 << 10
 	body := strings.Repeat("p", size)
 	var all strings.Builder

@@ -35,13 +35,17 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Del("Content-Length")
 	w.WriteHeader(code)
-	b := make([]byte, 0, 48+len(msg))
+	_, _ = w.Write(appendErrorBody(make([]byte, 0, 48+len(msg)), code, msg))
+}
+
+// appendErrorBody appends the body writeError sends (the loop server
+// writes it too).
+func appendErrorBody(b []byte, code int, msg string) []byte {
 	b = append(b, `{"error":`...)
 	b = strconv.AppendQuote(b, msg)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(code), 10)
-	b = append(b, "}\n"...)
-	_, _ = w.Write(b)
+	return append(b, "}\n"...)
 }
 
 func (p *Proxy) refuse(w http.ResponseWriter, code int, msg string) {
